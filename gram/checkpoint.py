@@ -1,0 +1,118 @@
+"""Checkpoints: a directory of safetensors + JSON. Nothing is ever unpickled.
+
+    model.safetensors   the weights inference uses (the EMA weights)
+    config.json         the Config the weights were built from
+    card.json           task, data recipe, mode, steps, wall time, device, parameters, measured metrics
+    resume.safetensors  (training only) raw weights, optimiser moments, carry, RNG states
+    resume.json         (training only) step, history, scalar optimiser state
+
+Files are written to a temporary name and renamed, so an interrupted save leaves the old checkpoint whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import Config
+from .model import GRAM
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    _atomic(Path(path), lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True)))
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    _atomic(Path(path), lambda p: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(p)))
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"\x80\x02" or head[:2] == b"PK":
+        raise CheckpointError(f"{path}: a pickle/zip file (e.g. torch.save), not safetensors; refusing to unpickle it")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or foreign?): {e}") from None
+
+
+def save_checkpoint(directory: str | Path, model: GRAM, cfg: Config, card: dict) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    write_tensors(d / "model.safetensors", model.state_dict())
+    write_json(d / "config.json", cfg.to_dict())
+    write_json(d / "card.json", card)
+    return d
+
+
+def load_config(directory: str | Path) -> Config:
+    d = Path(directory)
+    try:
+        return Config.from_dict(read_json(d / "config.json")).validate()
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{d / 'config.json'}: not a GRAM config: {e}") from None
+
+
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[GRAM, Config, dict]:
+    """(model in eval mode, config, card). Raises CheckpointError naming what is wrong."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: not a checkpoint directory")
+    cfg = load_config(d)
+    card = read_json(d / "card.json")
+    try:
+        model = GRAM(cfg.model)
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{d / 'config.json'}: cannot build a model from it: {e}") from None
+    tensors = read_tensors(d / "model.safetensors")
+    check_state(model, tensors, d / "model.safetensors")
+    model.load_state_dict(tensors)
+    return model.to(map_location).eval(), cfg, card
+
+
+def check_state(model: torch.nn.Module, tensors: dict, where) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in tensors and tensors[k].shape != v.shape]
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected tensors (e.g. {extra[:3]})")
+        if wrong:
+            parts.append(f"shapes differ from config.json (file vs config): {wrong[:3]}")
+        raise CheckpointError(f"{where}: weights do not match config.json: " + "; ".join(parts))

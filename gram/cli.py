@@ -1,0 +1,190 @@
+"""`python -m gram <command>`: train, eval, sample, data, bench.
+
+Errors a user can cause (bad input text, a bad checkpoint, an unknown key) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, write_json
+from .config import Config
+from .rollout import sample
+from .select import best_of_n, majority_vote
+from .tasks import evaluate_samples, get_task, task_names
+
+
+def _json_line(obj) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+# --- train ------------------------------------------------------------------------------------
+def cmd_train(args) -> None:
+    from tqdm import tqdm
+
+    from .train import Trainer, default_config
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "resume.json").is_file():
+            raise CheckpointError(f"{out}: nothing to resume (no resume.json)")
+        tr = Trainer.resume(out)
+        if args.steps:
+            tr.cfg.train.steps = args.steps
+    else:
+        cfg = Config.load(args.config) if args.config else default_config(args.task)
+        if args.config and args.task:
+            cfg.train.task = args.task
+        cfg = cfg.override(args.set or [])
+        if args.steps:
+            cfg.train.steps = args.steps
+        tr = Trainer(cfg, out=out)
+    t = tr.cfg.train
+    bar = tqdm(total=t.steps, initial=tr.step, desc=f"train {t.task} ({tr.cfg.model.mode})", file=sys.stderr,
+               dynamic_ncols=True)
+    last_eval: dict = {}
+
+    def report(log: dict) -> None:
+        if "prior_accuracy" in log:
+            last_eval.update(log)
+            tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in log.items()}), file=sys.stderr)
+            return
+        bar.update(1)
+        post = {"loss": log["loss"], "post_acc": log["train_accuracy"]}
+        if "train_prior_accuracy" in log:
+            post.update(prior_acc=log["train_prior_accuracy"], kl=log["kl"], sigma=log["sigma_p"])
+        if last_eval:
+            post["heldout_prior"] = last_eval["prior_accuracy"]
+        bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
+
+    try:
+        tr.fit(callback=report, warn=lambda msg: tqdm.write(msg, file=sys.stderr))
+    except KeyboardInterrupt:
+        tr.save()
+        bar.close()
+        print(f"interrupted at step {tr.step}; saved. Continue with: python -m gram train --out {out} --resume",
+              file=sys.stderr)
+        sys.exit(130)
+    bar.close()
+    _json_line({"checkpoint": str(out), **tr.card()})
+
+
+# --- eval -------------------------------------------------------------------------------------
+def evaluate_checkpoint(directory, samples: int = 20, limit: int | None = None, seed: int = 0,
+                        n_sup: int | None = None, halt: bool = False) -> dict:
+    model, cfg, card = load_checkpoint(directory)
+    task = get_task(cfg.train.task)
+    split = task.split("test", cfg.train.seed)
+    if limit:
+        split = split.subset(torch.arange(min(limit, len(split))))
+    t0 = time.perf_counter()
+    out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup or cfg.train.n_sup, halt=halt,
+                         puzzle=split.puzzle)
+    metrics = evaluate_samples(task, split, out, values)
+    return {"task": task.name, "mode": cfg.model.mode, **metrics, "seed": seed,
+            "n_sup": n_sup or cfg.train.n_sup, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def cmd_eval(args) -> None:
+    res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt)
+    if args.card:
+        from .checkpoint import read_json
+        path = Path(args.checkpoint) / "card.json"
+        card = read_json(path)
+        card.setdefault("metrics", {})[f"test_{args.samples}_samples"] = res
+        card["eval_command"] = "python -m gram " + " ".join(sys.argv[1:])
+        write_json(path, card)
+    _json_line(res)
+
+
+# --- sample -----------------------------------------------------------------------------------
+def cmd_sample(args) -> None:
+    model, cfg, _ = load_checkpoint(args.checkpoint)
+    task = get_task(cfg.train.task)
+    if args.input_file:
+        lines = [ln for ln in Path(args.input_file).read_text().splitlines() if ln.strip()]
+    elif args.input is not None:
+        lines = [args.input]
+    else:
+        lines = [None]  # unconditional tasks
+    for k, line in enumerate(lines):
+        try:
+            x = task.empty_input() if line is None else task.parse(line)
+        except ValueError as e:
+            raise ValueError(f"input {k + 1}: {e}") from None
+        out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=args.n_sup or cfg.train.n_sup)
+        pick = (majority_vote(out) if args.select == "vote" else best_of_n(values))[0]
+        _json_line({"input": line if line is not None else "", "samples": [task.format_output(s) for s in out[0]],
+                    "selected": task.format_output(out[0, pick]), "selected_index": int(pick),
+                    "values": [round(v, 4) for v in values[0].tolist()],
+                    "valid": task.is_correct(x[None].expand(args.samples, -1), out[0]).tolist()})
+
+
+# --- data -------------------------------------------------------------------------------------
+def cmd_data(args) -> None:
+    task = get_task(args.task)
+    split = task.split(args.split, args.seed)
+    for x in split.inputs:
+        print(task.format_input(x))
+
+
+# --- the parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gram", description="GRAM: generative recursive reasoning models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model; writes a checkpoint directory")
+    t.add_argument("--task", choices=task_names(), default=None)
+    t.add_argument("--config", help="a config JSON (as in a checkpoint's config.json)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set beta=0.5")
+    t.add_argument("--steps", type=int, help="total optimiser steps (also extends a resumed run)")
+    t.add_argument("--out", required=True, help="checkpoint directory")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="metrics of a checkpoint on its held-out test split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--samples", type=int, default=20)
+    e.add_argument("--limit", type=int, help="only the first M test inputs")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
+    e.add_argument("--halt", action="store_true", help="ACT: stop each trajectory when its halting head says so")
+    e.add_argument("--card", action="store_true", help="store the result in the checkpoint's card.json")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("sample", help="sample answers for inputs given as text")
+    s.add_argument("--checkpoint", required=True)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--input", help="one input in the task's text format")
+    g.add_argument("--input-file", help="a file with one input per line")
+    s.add_argument("--samples", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-sup", type=int)
+    s.add_argument("--select", choices=("vote", "lprm"), default="vote")
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("data", help="print a split's inputs, one per line, in the task's text format")
+    d.add_argument("--task", choices=task_names(), required=True)
+    d.add_argument("--split", choices=("train", "test"), default="test")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_data)
+
+    from . import bench
+    bench.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "train" and not args.resume and not args.task and not args.config:
+        args.task = "nqueens8"
+    try:
+        args.func(args)
+    except (ValueError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

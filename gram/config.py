@@ -1,0 +1,147 @@
+"""Configs: plain dataclasses, serialised to JSON, overridable with `key=value` strings."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = ("gram", "noise", "deterministic", "flat")
+POSTERIOR_INPUTS = ("token", "block")
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the network. Task-dependent sizes (seq_len, vocab, codec) are filled in by the task."""
+
+    mode: str = "gram"  # gram | noise | deterministic | flat (see model.py)
+    D: int = 128  # latent width
+    n_heads: int = 4
+    n_layers: int = 2  # per stack: f_L and f_H each have n_layers blocks
+    mlp_ratio: float = 2.0  # SwiGLU hidden = mlp_ratio * D
+    mixer: str = "attn"  # attn | mlp (sequence-MLP mixer, the paper's Sudoku core)
+    K: int = 2  # low-level updates per transition
+    T: int = 2  # high-level transitions per supervision step
+    # How y enters the posterior q(eps | u, y):
+    #   token: position i of q sees only u_i and y_i (a per-position MLP)
+    #   block: one attention block over u + Emb(y), so q sees all of y at every position
+    posterior_input: str = "token"
+    sigma_min: float = 1e-3  # guidance scale is bounded in [sigma_min, sigma_max]
+    sigma_max: float = 1.0
+    sigma_init: float = 0.1  # initial prior/posterior scale (mean heads start at zero)
+    noise_sigma: float = 0.1  # fixed scale of `noise` mode
+    # filled in from the task
+    seq_len: int = 0
+    vocab: int = 0
+    codec: str = "tokens"  # tokens | patch (2x2 conv patches over a square image, MNIST)
+    image_side: int = 0  # for codec=patch: pixels per side
+    n_puzzles: int = 0  # >0: a learned per-puzzle embedding (ARC)
+
+
+@dataclass
+class TrainConfig:
+    task: str = "nqueens8"
+    seed: int = 0
+    steps: int = 2000  # optimiser steps; one optimiser step = one supervision step of a batch
+    batch: int = 128
+    n_sup: int = 8  # supervision steps a sample stays in the carry before it is replaced
+    lr: float = 1e-3
+    warmup: int = 100
+    schedule: str = "constant"  # constant | cosine (after warm-up)
+    weight_decay: float = 0.1  # matrices only; never embeddings, norms or biases
+    clip: float = 1.0
+    ema: float = 0.995
+    beta: float = 1.0  # weight of the balanced KL (KL summed over D, averaged over positions)
+    kl_balance: float = 0.8  # DreamerV2 balancing: weight on KL(sg(q) || p)
+    prior_frac: float = 0.25  # gram mode: share of the carry rolled out from the prior to train the heads
+    # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16
+    # matmuls (AVX-512 BF16 / AMX), else fp32: on an AVX2-only CPU bf16 matmuls run ~10x slower than fp32
+    dtype: str = "auto"
+    eval_every: int = 250
+    eval_samples: int = 256  # held-out inputs scored during training (prior, 1 sample)
+    ckpt_every: int = 500
+    leak_patience: int = 3  # evaluations in a row with posterior right / prior wrong before warning
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        if not isinstance(d, dict) or set(d) - {"model", "train"}:
+            raise ValueError(f"config must have the sections 'model' and 'train', got {sorted(d) if isinstance(d, dict) else type(d).__name__}")
+        return cls(model=_build(ModelConfig, d.get("model", {})), train=_build(TrainConfig, d.get("train", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d)
+
+    def override(self, assignments: list[str]) -> "Config":
+        """Apply `section.key=value` or `key=value` (searched in model, then train) strings."""
+        d = self.to_dict()
+        for a in assignments:
+            if "=" not in a:
+                raise ValueError(f"--set expects key=value, got {a!r}")
+            key, value = a.split("=", 1)
+            section, _, name = key.rpartition(".")
+            sections = [section] if section else [s for s in ("model", "train") if name in d[s]]
+            if not sections or section not in ("", "model", "train") or name not in d[sections[0]]:
+                raise ValueError(f"unknown config key {key!r}")
+            old = d[sections[0]][name]
+            d[sections[0]][name] = _parse_like(old, value, key)
+        return Config.from_dict(d)
+
+    def validate(self) -> "Config":
+        m, t = self.model, self.train
+        if m.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {m.mode!r}")
+        if m.posterior_input not in POSTERIOR_INPUTS:
+            raise ValueError(f"posterior_input must be one of {POSTERIOR_INPUTS}, got {m.posterior_input!r}")
+        if m.mixer not in ("attn", "mlp"):
+            raise ValueError(f"mixer must be attn or mlp, got {m.mixer!r}")
+        if m.D % m.n_heads:
+            raise ValueError(f"D={m.D} must be divisible by n_heads={m.n_heads}")
+        if not 0 < m.sigma_min < m.sigma_init < m.sigma_max:
+            raise ValueError("need 0 < sigma_min < sigma_init < sigma_max")
+        for name in ("K", "T", "n_layers"):
+            if getattr(m, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("steps", "batch", "n_sup"):
+            if getattr(t, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if t.dtype not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"dtype must be auto, bf16 or fp32, got {t.dtype!r}")
+        if not 0 <= t.prior_frac < 1:
+            raise ValueError("prior_frac must be in [0, 1)")
+        return self
+
+
+def _build(cls, d: dict):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**d)
+
+
+def _parse_like(old, value: str, key: str):
+    try:
+        if isinstance(old, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return type(old)(value)
+    except ValueError:
+        raise ValueError(f"{key}: cannot read {value!r} as {type(old).__name__}") from None

@@ -1,0 +1,77 @@
+"""`python -m gram bench learn`: time-to-accuracy from scratch on this machine.
+
+Trains for at most M wall-clock minutes of training (evaluation time excluded), evaluating prior
+rollouts (one sample, EMA weights) on held-out inputs every M/10 minutes. The last stdout line is one
+JSON object: per mode, the final prior accuracy, minutes to 50% and 90%, the posterior's accuracy on
+the same inputs, the true KL, and coverage@20 on held-out inputs with several valid answers.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from .rollout import sample
+from .tasks import evaluate_samples
+
+DEMO_TASK = "nqueens7"
+
+
+def learn(task: str, mode: str, minutes: float, seed: int = 0, overrides: list[str] | None = None,
+          evals: int = 10, coverage_inputs: int = 64, out=None, log=print) -> dict:
+    from .train import Trainer, default_config
+    cfg = default_config(task)
+    cfg.model.mode = mode
+    cfg.train.seed = seed
+    cfg = cfg.override(overrides or [])
+    cfg.train.steps = 10**9  # the clock decides
+    cfg.train.eval_every = 10**9
+    tr = Trainer(cfg, out=out)
+    budget = minutes * 60
+    curve = []
+    for k in range(1, evals + 1):
+        tr.fit(max_seconds=budget * k / evals - tr.wall, steps=10**9)
+        ev = tr.evaluate()
+        last = [r for r in tr.history[-20:] if "kl" in r]
+        row = {"minutes": round(tr.wall / 60, 2), "step": tr.step, "prior_accuracy": ev["prior_accuracy"],
+               "posterior_accuracy": ev["posterior_accuracy"],
+               "true_kl": sum(r["kl"] for r in last) / len(last) if last else 0.0,
+               "ce": sum(r["ce"] for r in tr.history[-20:] if "ce" in r) / max(1, len([r for r in tr.history[-20:] if "ce" in r]))}
+        curve.append(row)
+        log(f"[{mode}] {row['minutes']:6.2f} min  step {row['step']:6d}  prior {row['prior_accuracy']:.3f}  "
+            f"posterior {row['posterior_accuracy']:.3f}  ce {row['ce']:.4f}  kl {row['true_kl']:.4f}")
+    split = tr.test_split
+    multi = torch.nonzero(split.n_targets() > 1).flatten()[:coverage_inputs]
+    cov = None
+    if len(multi):
+        sub = split.subset(multi)
+        s, v = sample(tr.ema, sub.inputs, 20, seed=seed, n_sup=cfg.train.n_sup, dtype=cfg.train.dtype, puzzle=sub.puzzle)
+        cov = evaluate_samples(tr.task, sub, s, v)["coverage"]
+    first = lambda thr: next((r["minutes"] for r in curve if r["prior_accuracy"] >= thr), None)
+    if out:
+        tr.save()
+    return {"prior_accuracy": curve[-1]["prior_accuracy"], "minutes_to_50": first(0.5), "minutes_to_90": first(0.9),
+            "posterior_accuracy": curve[-1]["posterior_accuracy"], "true_kl": round(curve[-1]["true_kl"], 5),
+            "multi_coverage": cov, "steps": tr.step, "curve": curve}
+
+
+def cmd_learn(args) -> None:
+    task = args.task or DEMO_TASK
+    modes = ["gram", "deterministic"] if args.mode == "both" else [args.mode]
+    result = {"task": task, "minutes": args.minutes, "seed": args.seed, "threads": torch.get_num_threads()}
+    for mode in modes:
+        result[mode] = learn(task, mode, args.minutes, args.seed, args.set, out=args.out and f"{args.out}-{mode}",
+                             log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(json.dumps(result), flush=True)
+
+
+def add_parser(bs) -> None:
+    p = bs.add_parser("learn", help="time-to-accuracy from scratch within a wall-clock budget")
+    p.add_argument("--task", default=None, help=f"default: the demo task {DEMO_TASK}")
+    p.add_argument("--mode", choices=("gram", "deterministic", "noise", "flat", "both"), default="both")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the recipe")
+    p.add_argument("--out", help="also save the trained checkpoints to OUT-<mode>")
+    p.set_defaults(func=cmd_learn)

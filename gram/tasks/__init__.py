@@ -1,0 +1,27 @@
+"""Task registry: `get_task(name)` returns the task behind a CLI/app task name."""
+from __future__ import annotations
+
+from .base import PAD, Split, Task, evaluate_samples
+from .nqueens import NQueens
+
+_FACTORIES = {
+    "nqueens7": lambda: NQueens(7, remove=(4, 5, 6)),  # the demo task: learns in minutes on a CPU
+    "nqueens8": lambda: NQueens(8, remove=(5, 6, 7)),
+    "nqueens10": lambda: NQueens(10, remove=(7, 8, 9)),
+}
+_CACHE: dict[str, Task] = {}
+
+
+def task_names() -> list[str]:
+    return list(_FACTORIES)
+
+
+def get_task(name: str) -> Task:
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(_FACTORIES)}")
+    if name not in _CACHE:
+        _CACHE[name] = _FACTORIES[name]()
+    return _CACHE[name]
+
+
+__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens"]

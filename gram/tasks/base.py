@@ -1,0 +1,129 @@
+"""The task interface: data as tensors, text in and out, validity and metrics, all batched.
+
+Every task encodes an example as two token sequences of the same length `seq_len`: the input x and
+the target y. Token 0 is padding: positions where y is 0 carry no loss (graph colouring keeps its
+adjacency there). A split holds unique inputs and every valid target of each input, so coverage can be
+counted against all answers, not just one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PAD = 0
+
+
+@dataclass
+class Split:
+    inputs: torch.Tensor  # (P, S) unique inputs
+    targets: torch.Tensor  # (Q, S) every valid target
+    owner: torch.Tensor  # (Q,) index into inputs of each target
+    puzzle: torch.Tensor | None = None  # (P,) puzzle id per input (ARC), else None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def n_targets(self) -> torch.Tensor:  # (P,) how many valid answers each input has
+        return torch.bincount(self.owner, minlength=len(self.inputs))
+
+    def subset(self, idx: torch.Tensor) -> "Split":
+        """The inputs at idx with all their targets, renumbered."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        remap = torch.full((len(self.inputs),), -1, dtype=torch.long)
+        remap[idx] = torch.arange(len(idx))
+        keep = remap[self.owner] >= 0
+        return Split(self.inputs[idx], self.targets[keep], remap[self.owner[keep]],
+                     None if self.puzzle is None else self.puzzle[idx])
+
+
+class Task:
+    """Subclasses set the class attributes and implement the methods that raise."""
+
+    name: str = ""
+    seq_len: int = 0
+    vocab: int = 0
+    codec: str = "tokens"
+    image_side: int = 0
+    multi_solution: bool = False  # inputs can have several valid answers: coverage is meaningful
+    model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
+    train_defaults: dict = {}
+
+    def split(self, name: str, seed: int = 0) -> Split:
+        raise NotImplementedError
+
+    def recipe(self, seed: int = 0) -> dict:
+        """How the data was made, for checkpoint cards."""
+        return {"task": self.name, "seed": seed}
+
+    def is_correct(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """(B, S), (B, S) -> (B,) bool: pred is a valid answer to x."""
+        raise NotImplementedError
+
+    def reward(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """(B,) in [0, 1]: the LPRM's regression target. Default: validity."""
+        return self.is_correct(x, pred).float()
+
+    def parse(self, text: str) -> torch.Tensor:
+        """Text -> input tokens (S,). Raises ValueError naming what is wrong."""
+        raise NotImplementedError
+
+    def format_input(self, x: torch.Tensor) -> str:
+        raise NotImplementedError
+
+    def format_output(self, y: torch.Tensor) -> str:
+        raise NotImplementedError
+
+    def empty_input(self) -> torch.Tensor:
+        """The input of an unconditional task (all blank); conditional tasks have none."""
+        raise ValueError(f"task {self.name} needs an input")
+
+    def extra_metrics(self, split: Split, samples: torch.Tensor) -> dict:
+        """Task-specific numbers for `eval` (conflicts, validity, FID...). samples (P, N, S)."""
+        return {}
+
+
+def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None) -> dict:
+    """The shared metrics over N samples per input. samples (P, N, S) int, values (P, N) LPRM values.
+
+    accuracy     mean over inputs and samples of validity (the paper's per-sample accuracy)
+    exact_match  share of samples equal to one of the stored targets of their input
+    coverage     mean over inputs of (distinct valid samples / number of valid answers)
+    distinct     mean number of distinct answers per input
+    accuracy_vote / accuracy_lprm: validity of the answer picked by majority vote / best LPRM value
+    """
+    from ..select import majority_vote, best_of_n  # local: select imports nothing from tasks
+
+    P, N, S = samples.shape
+    flat_x = split.inputs.repeat_interleave(N, 0)
+    valid = task.is_correct(flat_x, samples.reshape(P * N, S)).view(P, N)
+    targets_by_input = [[] for _ in range(P)]
+    for q, o in enumerate(split.owner.tolist()):
+        targets_by_input[o].append(q)
+    exact, covered, distinct = 0, 0.0, 0
+    n_targets = split.n_targets()
+    for i in range(P):
+        rows = {tuple(r) for r in samples[i].tolist()}
+        distinct += len(rows)
+        answers = {tuple(split.targets[q].tolist()) for q in targets_by_input[i]}
+        exact += sum(tuple(r) in answers for r in samples[i].tolist())
+        good = {r for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}
+        covered += min(1.0, len({tuple(r) for r in good}) / max(1, int(n_targets[i])))
+    out = {
+        "n_examples": P,
+        "samples": N,
+        "accuracy": valid.float().mean().item(),
+        "exact_match": exact / (P * N),
+        "coverage": covered / P,
+        "distinct": distinct / P,
+        "accuracy_vote": valid.gather(1, majority_vote(samples)[:, None]).float().mean().item(),
+    }
+    if values is not None:
+        out["accuracy_lprm"] = valid.gather(1, best_of_n(values)[:, None]).float().mean().item()
+    multi = n_targets > 1
+    if task.multi_solution and multi.any():
+        cov = [min(1.0, len({tuple(r) for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}) / int(n_targets[i]))
+               for i in torch.nonzero(multi).flatten().tolist()]
+        out["multi_coverage"] = sum(cov) / len(cov)
+    out.update(task.extra_metrics(split, samples))
+    return out
