@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from .base import PAD, Split, Task, evaluate_samples
+from .graph_coloring import GraphColoring
 from .nqueens import NQueens
 
 _FACTORIES = {
     "nqueens7": lambda: NQueens(7, remove=(4, 5, 6)),  # the demo task: learns in minutes on a CPU
     "nqueens8": lambda: NQueens(8, remove=(5, 6, 7)),
     "nqueens10": lambda: NQueens(10, remove=(7, 8, 9)),
+    "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255),
+    "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192),
 }
 _CACHE: dict[str, Task] = {}
 
@@ -24,4 +27,4 @@ def get_task(name: str) -> Task:
     return _CACHE[name]
 
 
-__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens"]
+__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring"]

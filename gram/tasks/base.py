@@ -74,6 +74,12 @@ class Task:
     def format_output(self, y: torch.Tensor) -> str:
         raise NotImplementedError
 
+    def canonical(self, pred: torch.Tensor) -> torch.Tensor:
+        """(B, S) -> (B, S): the answer a prediction stands for, in the form targets are stored in
+        (positions that carry no answer set to PAD, symmetric answers renamed to one representative), so
+        that counting distinct answers and comparing with targets is fair. Default: pred itself."""
+        return pred
+
     def empty_input(self) -> torch.Tensor:
         """The input of an unconditional task (all blank); conditional tasks have none."""
         raise ValueError(f"task {self.name} needs an input")
@@ -95,6 +101,7 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
     from ..select import majority_vote, best_of_n  # local: select imports nothing from tasks
 
     P, N, S = samples.shape
+    samples = task.canonical(samples.reshape(P * N, S)).view(P, N, S)
     flat_x = split.inputs.repeat_interleave(N, 0)
     valid = task.is_correct(flat_x, samples.reshape(P * N, S)).view(P, N)
     targets_by_input = [[] for _ in range(P)]
@@ -107,7 +114,7 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
         distinct += len(rows)
         answers = {tuple(split.targets[q].tolist()) for q in targets_by_input[i]}
         exact += sum(tuple(r) in answers for r in samples[i].tolist())
-        good = {r for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}
+        good = {tuple(r) for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}
         covered += min(1.0, len({tuple(r) for r in good}) / max(1, int(n_targets[i])))
     out = {
         "n_examples": P,
