@@ -74,10 +74,28 @@ def save_checkpoint(directory: str | Path, model: GRAM, cfg: Config, card: dict)
     return d
 
 
+def _check_types(cfg: Config) -> None:
+    """JSON can hold a string or a float where the config wants an int: refuse it before it reaches a layer.
+    Each field must have the type of its default (an int is fine for a float; None defaults are not checked)."""
+    import dataclasses
+    for section in (cfg.model, cfg.train):
+        defaults = type(section)()
+        for f in dataclasses.fields(section):
+            default, got = getattr(defaults, f.name), getattr(section, f.name)
+            if default is None:
+                continue
+            want = (int, float) if type(default) is float else (list, tuple) if isinstance(default, (list, tuple)) \
+                else type(default)
+            if not isinstance(got, want) or (isinstance(got, bool) and not isinstance(default, bool)):
+                raise ValueError(f"{f.name} must be {type(default).__name__}, got {got!r}")
+
+
 def load_config(directory: str | Path) -> Config:
     d = Path(directory)
     try:
-        return Config.from_dict(read_json(d / "config.json")).validate()
+        cfg = Config.from_dict(read_json(d / "config.json"))
+        _check_types(cfg)
+        return cfg.validate()
     except (TypeError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
@@ -93,7 +111,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[G
     card = read_json(d / "card.json")
     try:
         model = GRAM(cfg.model)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{d / 'config.json'}: cannot build a model from it: {e}") from None
     tensors = read_tensors(d / "model.safetensors")
     check_state(model, tensors, d / "model.safetensors")
