@@ -4,6 +4,7 @@ from __future__ import annotations
 from .base import PAD, Split, Task, evaluate_samples
 from .graph_coloring import GraphColoring
 from .nqueens import NQueens
+from .sudoku import Sudoku, SudokuUncond, extreme_from_env
 
 _FACTORIES = {
     "nqueens7": lambda: NQueens(7, remove=(4, 5, 6)),  # the demo task: learns in minutes on a CPU
@@ -11,6 +12,8 @@ _FACTORIES = {
     "nqueens10": lambda: NQueens(10, remove=(7, 8, 9)),
     "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255),
     "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192),
+    "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
+    "sudoku_uncond": lambda: SudokuUncond(),
 }
 _CACHE: dict[str, Task] = {}
 
@@ -27,4 +30,4 @@ def get_task(name: str) -> Task:
     return _CACHE[name]
 
 
-__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring"]
+__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond"]
