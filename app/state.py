@@ -1,0 +1,204 @@
+"""Shared app state: where checkpoints live, which one is selected, and page state bound to the URL.
+
+Checkpoint sources (all hold model.safetensors + config.json + card.json):
+    shipped   $GRAM_CHECKPOINTS (default <repo>/checkpoints)/<task>[-<mode>]/
+    trained   $GRAM_APP_RUNS (default <repo>/runs/app)/<name>/   -- written by the Train page
+    uploaded  a temp dir per upload, remembered in the session
+
+URL binding: `bind(key, default, cast)` seeds a widget's session-state value from `?key=...` once per
+session; `sync_url()` writes every bound value back to st.query_params at the end of a run, so the
+address bar always reproduces the view.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+MODES = ("gram", "deterministic", "noise", "flat")
+MODE_LABELS = {"gram": "GRAM (learned guidance)", "deterministic": "Deterministic (TRM-like)",
+               "noise": "Noise only", "flat": "Flat loop"}
+CKPT_FILES = ("model.safetensors", "config.json", "card.json")
+
+
+def checkpoints_root() -> Path:
+    return Path(os.environ.get("GRAM_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("GRAM_APP_RUNS", ROOT / "runs" / "app"))
+
+
+def uploads_root() -> Path:
+    return Path(tempfile.gettempdir()) / "gram-explorer-uploads"
+
+
+@dataclass(frozen=True)
+class Ckpt:
+    label: str
+    path: str
+    source: str  # shipped | trained | uploaded
+    task: str
+    mode: str
+
+    @property
+    def key(self) -> str:
+        """Cache key: the path and the weights' modification time (a re-save invalidates caches)."""
+        p = Path(self.path) / "model.safetensors"
+        return f"{self.path}@{p.stat().st_mtime_ns if p.exists() else 0}"
+
+
+def _read_card(d: Path) -> dict | None:
+    try:
+        card = json.loads((d / "card.json").read_text())
+        cfg = json.loads((d / "config.json").read_text())
+        if not (d / "model.safetensors").is_file() or not isinstance(card, dict):
+            return None
+        card.setdefault("mode", cfg.get("model", {}).get("mode", "gram"))
+        card.setdefault("task", cfg.get("train", {}).get("task", ""))
+        return card
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def discover(task: str) -> list[Ckpt]:
+    """Every usable checkpoint for `task`: shipped first, then trained here, then uploaded."""
+    out: list[Ckpt] = []
+    root = checkpoints_root()
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and (d.name == task or d.name.startswith(task + "-")):
+                card = _read_card(d)
+                if card and card.get("task") == task:
+                    out.append(Ckpt(f"{d.name} (shipped)", str(d), "shipped", task, card["mode"]))
+    runs = runs_root()
+    if runs.is_dir():
+        for d in sorted(runs.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
+            card = _read_card(d) if d.is_dir() else None
+            if card and card.get("task") == task:
+                out.append(Ckpt(f"{d.name} (trained here, {card.get('steps', '?')} steps)", str(d), "trained", task,
+                                card["mode"]))
+    for up in st.session_state.get("_uploads", []):
+        card = _read_card(Path(up))
+        if card and card.get("task") == task:
+            out.append(Ckpt(f"{Path(up).name} (uploaded)", up, "uploaded", task, card["mode"]))
+    return out
+
+
+def store_upload(files: list) -> tuple[str | None, str | None]:
+    """Uploaded files -> (checkpoint dir, None) or (None, error message). Never raises."""
+    from gram.checkpoint import CheckpointError, load_checkpoint
+
+    by_name = {f.name: f for f in files}
+    missing = [n for n in CKPT_FILES if n not in by_name]
+    if missing:
+        return None, (f"A checkpoint is the three files {', '.join(CKPT_FILES)}; missing: {', '.join(missing)}. "
+                      "Select all three at once.")
+    data = {n: by_name[n].getvalue() for n in CKPT_FILES}
+    digest = hashlib.sha256(b"".join(data[n] for n in CKPT_FILES)).hexdigest()[:10]
+    d = uploads_root() / f"upload-{digest}"
+    d.mkdir(parents=True, exist_ok=True)
+    for n, b in data.items():
+        (d / n).write_bytes(b)
+    try:
+        _, cfg, card = load_checkpoint(d)
+    except CheckpointError as e:
+        return None, f"That upload is not a usable checkpoint: {e}"
+    except Exception as e:  # anything else a foreign file can provoke
+        return None, f"That upload is not a usable checkpoint ({type(e).__name__}: {e})"
+    if not card.get("task"):
+        return None, "That checkpoint's card.json names no task."
+    ups = st.session_state.setdefault("_uploads", [])
+    if str(d) not in ups:
+        ups.append(str(d))
+    return str(d), None
+
+
+def presets(task: str) -> list[dict]:
+    try:
+        return json.loads((ASSETS / "presets.json").read_text()).get(task, [])
+    except (OSError, ValueError):
+        return []
+
+
+# --- URL binding ----------------------------------------------------------------------------
+def _bound() -> dict:
+    return st.session_state.setdefault("_bound", {})
+
+
+def bind(key: str, default: Any, cast: Callable[[str], Any] = str, valid: Callable[[Any], bool] | None = None) -> Any:
+    """Seed st.session_state[key] from ?key= (once per session), else from the last value this session held,
+    else `default`. An unreadable URL value falls back to the default with a warning, never an exception."""
+    bound = _bound()
+    keep = st.session_state.setdefault("_keep", {})
+    if key not in st.session_state:
+        value = keep.get(key, default)
+        raw = st.query_params.get(key)
+        seeded = st.session_state.setdefault("_seeded", set())
+        if raw is not None and key not in seeded:
+            try:
+                v = cast(raw)
+                if valid is not None and not valid(v):
+                    raise ValueError
+                value = v
+            except (ValueError, TypeError):
+                st.session_state.setdefault("_url_warnings", []).append(
+                    f"Ignored the link's {key}={raw!r}: not a valid value; using {default!r}.")
+        seeded.add(key)
+        st.session_state[key] = value
+    elif valid is not None and not valid(st.session_state[key]):
+        st.session_state[key] = default
+    bound[key] = True
+    return st.session_state[key]
+
+
+def sync_url() -> None:
+    """Write the bound values of this run to the URL and remember them across page switches."""
+    keep = st.session_state.setdefault("_keep", {})
+    params = {}
+    for key in list(_bound()):
+        if key in st.session_state:
+            v = st.session_state[key]
+            keep[key] = v
+            params[key] = str(v).lower() if isinstance(v, bool) else str(v)
+    try:
+        if dict(st.query_params) != params:
+            st.query_params.from_dict(params)
+    except Exception:  # the URL is a convenience; never let it break a page
+        pass
+    st.session_state["_bound"] = {}
+
+
+def as_bool(s: str) -> bool:
+    if s.lower() in ("true", "1", "yes"):
+        return True
+    if s.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(s)
+
+
+def url_warnings() -> None:
+    for w in st.session_state.pop("_url_warnings", []):
+        st.warning(w)
+
+
+# --- the sidebar's selection, read by pages ---------------------------------------------------
+def selection() -> dict:
+    """{'task', 'ckpt' (Ckpt or None), 'mode', 'seed'} as chosen in the sidebar."""
+    return st.session_state.get("_selection", {"task": "nqueens7", "ckpt": None, "mode": "gram", "seed": 0})
+
+
+def partner(task: str, mode: str, exclude: str | None = None) -> Ckpt | None:
+    """A checkpoint of `task` in `mode` (for side-by-side views), shipped preferred."""
+    for c in discover(task):
+        if c.mode == mode and c.path != exclude:
+            return c
+    return None

@@ -1,0 +1,135 @@
+"""UI pieces shared by the pages: page header, the 'no checkpoint yet' card with one-click training, the
+puzzle picker (preset / random test puzzle / typed), and `guard`, which turns any error into a message."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+
+import streamlit as st
+import torch
+
+from app import state
+from app.compute import UserError
+
+PAGES = {}  # filled by app/main.py: name -> st.Page
+
+
+def css() -> None:
+    try:
+        st.markdown(f"<style>{(state.ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+    except OSError:
+        pass
+
+
+def header(title: str, lead: str) -> None:
+    st.markdown(f"<div class='gram-title'>{title}</div><div class='gram-lead'>{lead}</div>", unsafe_allow_html=True)
+    state.url_warnings()
+
+
+@contextlib.contextmanager
+def guard(what: str = "this view"):
+    """Errors a user can cause become st.error; unexpected ones a short message (details go to the log)."""
+    try:
+        yield
+    except UserError as e:
+        st.error(str(e), icon=":material/error:")
+    except ValueError as e:
+        st.error(f"{e}", icon=":material/error:")
+    except Exception as e:  # never a traceback in front of the user
+        traceback.print_exc()
+        st.error(f"Could not compute {what}: {type(e).__name__}: {e}", icon=":material/error:")
+
+
+def page_link(name: str, label: str, icon: str | None = None) -> None:
+    page = PAGES.get(name)
+    if page is not None:
+        st.page_link(page, label=label, icon=icon)
+
+
+def quick_overrides() -> list[str]:
+    """The one-click recipe: the task's defaults for a few minutes of CPU (GRAM_APP_QUICK overrides, for tests)."""
+    env = os.environ.get("GRAM_APP_QUICK")
+    if env:
+        return [s for s in env.split(",") if s]
+    return ["steps=600", "eval_every=100"]
+
+
+def start_quick_training(task: str, mode: str) -> None:
+    from app import training
+
+    try:
+        cfg = training.build_config(task, mode, quick_overrides())
+        name = f"{task}-{mode}-{time.strftime('%m%d-%H%M%S')}"
+        training.start(cfg, state.runs_root() / name, name)
+        st.session_state["train_job"] = name
+    except Exception as e:
+        st.error(f"Could not start training: {e}")
+        return
+    if "train" in PAGES:
+        st.switch_page(PAGES["train"])
+
+
+def need_checkpoint(sel: dict, what: str = "this page"):
+    """The selected checkpoint, or a clear card with a one-click training button and st.stop()."""
+    ck = sel.get("ckpt")
+    if ck is not None:
+        return ck
+    task, mode = sel["task"], sel["mode"]
+    with st.container(border=True):
+        st.markdown(f"#### No {state.MODE_LABELS.get(mode, mode)} checkpoint for **{task}** yet")
+        st.write(f"{what.capitalize()} needs a trained model. Shipped checkpoints live in "
+                 f"`{state.checkpoints_root()}/{task}[-mode]/`; you can also upload one in the sidebar, or train one "
+                 "here: it runs in the background and appears in the sidebar as soon as it is saved.")
+        if st.button(f"Train a {mode} model for {task} now", type="primary", icon=":material/play_arrow:",
+                     key="quick_train"):
+            start_quick_training(task, mode)
+    st.stop()
+
+
+def need_partner(sel: dict, mode: str, key: str):
+    """A checkpoint of the same task in another mode (for side-by-side views), or a small hint and None."""
+    ck = state.partner(sel["task"], mode, exclude=None if sel.get("ckpt") is None else sel["ckpt"].path)
+    if ck is None:
+        st.info(f"No {state.MODE_LABELS.get(mode, mode)} checkpoint for {sel['task']} to compare with.",
+                icon=":material/compare:")
+        if st.button(f"Train a {mode} model", key=key, icon=":material/play_arrow:"):
+            start_quick_training(sel["task"], mode)
+    return ck
+
+
+def puzzle_picker(task, seed: int, prefix: str) -> torch.Tensor | None:
+    """Preset / random test puzzle / typed puzzle, bound to the URL. Returns input tokens (S,) or None
+    (with an error shown) when a typed puzzle does not parse."""
+    pres = state.presets(task.name)
+    sources = ["preset", "random test puzzle", "type one"] if pres else ["random test puzzle", "type one"]
+    src = st.segmented_control("Puzzle", sources, key=state_key(prefix, "src", sources[0], valid=lambda v: v in sources),
+                               label_visibility="collapsed") or sources[0]
+    if src == "preset":
+        names = [p["name"] for p in pres]
+        k = st.selectbox("Preset", range(len(names)), format_func=lambda i: names[i],
+                         key=state_key(prefix, "preset", 0, int, valid=lambda v: 0 <= v < len(names)))
+        return task.parse(pres[k]["puzzle"])
+    if src == "random test puzzle":
+        split = task.split("test", 0)
+        i = st.number_input(f"Test puzzle # (0-{len(split) - 1})", 0, len(split) - 1,
+                            key=state_key(prefix, "idx", seed % len(split), int, valid=lambda v: 0 <= v < len(split)))
+        return split.inputs[int(i)]
+    example = pres[0]["puzzle"] if pres else ""
+    text = st.text_area("Puzzle text", key=state_key(prefix, "text", example),
+                        help="N-Queens: one row per line (or rows separated by '/'), '.' empty, 'Q' queen.")
+    try:
+        return task.parse(text)
+    except ValueError as e:
+        st.error(f"That puzzle does not parse: {e}", icon=":material/error:")
+        return None
+    except Exception as e:
+        st.error(f"That puzzle does not parse ({type(e).__name__}: {e})", icon=":material/error:")
+        return None
+
+
+def state_key(prefix: str, name: str, default, cast=str, valid=None) -> str:
+    key = f"{prefix}_{name}"
+    state.bind(key, default, cast, valid)
+    return key

@@ -1,0 +1,97 @@
+"""Coverage: how many of a puzzle's valid answers N samples find, GRAM against deterministic recursion."""
+from __future__ import annotations
+
+from collections import Counter
+
+import streamlit as st
+import torch
+
+from app import compute, figures, state, ui
+from gram.tasks import get_task
+
+sel = state.selection()
+task = get_task(sel["task"])
+ui.header("Coverage of the answer space",
+          "A multi-solution puzzle has several valid completions. Sample N trajectories and count the distinct valid "
+          "answers they reach. A deterministic recursion gives the same answer every time; GRAM's learned noise "
+          "lets width buy coverage.")
+ck = ui.need_checkpoint(sel, "the coverage view")
+model = None
+with ui.guard("the checkpoint"):
+    model, cfg, card = compute.load(ck, task.name)
+if model is None:
+    st.stop()
+
+c1, c2, c3 = st.columns([2, 1, 1])
+with c1:
+    x = ui.puzzle_picker(task, sel["seed"], "cov")
+with c2:
+    n = st.select_slider("Samples N", [1, 2, 4, 8, 16, 32, 64, 128], key=ui.state_key(
+        "cov", "n", 64, int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64, 128)))
+with c3:
+    temp = st.slider("Noise scale", 0.0, 2.0, step=0.1, key=ui.state_key("cov", "temp", 1.0, float,
+                                                                          valid=lambda v: 0 <= v <= 2))
+if x is None:
+    st.stop()
+
+n_sup = max(cfg.train.n_sup, 8)
+tr = other = None
+with ui.guard("the samples"):
+    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
+if tr is None:
+    st.stop()
+partner_mode = "deterministic" if ck.mode != "deterministic" else "gram"
+pck = state.partner(task.name, partner_mode, exclude=ck.path)
+if pck is not None:
+    with ui.guard("the comparison"):
+        compute.load(pck, task.name)
+        other = compute.trace(pck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps",
+                              latents="pooled")
+
+known = compute.known_solutions(task.name, cfg.train.seed, x)
+ns = compute.widths(n)
+cov = compute.coverage_curve(task, x, tr.final, ns)
+labels, valid = compute.answer_labels(task, x, tr.final, known)
+found = Counter(task.format_output(a) for a, v in zip(tr.final, valid) if v)
+
+m1, m2, m3 = st.columns(3)
+m1.metric("valid completions of this puzzle", len(known) if known else "unknown",
+          help=None if known else "The puzzle is not in the task's data, so the full answer set is not enumerated.")
+m2.metric(f"distinct valid answers in {n} samples", len(found),
+          delta=f"{100 * len(found) / len(known):.0f}% coverage" if known else None, delta_color="off")
+m3.metric("valid samples", f"{sum(valid)}/{n}")
+
+series = {f"{ck.mode}": cov}
+colors = {ck.mode: figures.GRAM if ck.mode == "gram" else figures.DET}
+if other is not None:
+    series[pck.mode] = compute.coverage_curve(task, x, other.final, ns)
+    colors[pck.mode] = figures.DET if pck.mode == "deterministic" else figures.GRAM
+fig = figures.curves(ns, series, "distinct valid answers found against N", "N samples (log scale)", "answers found",
+                     colors=colors, log_x=True)
+if known:
+    fig.add_hline(y=len(known), line=dict(dash="dash", color=figures.MUTED), annotation_text=f"all {len(known)}")
+    fig.update_yaxes(range=[0, len(known) + 0.5])
+l, r = st.columns([1.2, 1])
+with l:
+    st.plotly_chart(fig, key="cov_curve", config={"displayModeBar": False})
+    if other is None:
+        ui.need_partner(sel, partner_mode, "cov_partner_train")
+with r:
+    if found:
+        order = sorted(found, key=lambda s: -found[s])
+        toks = [next(a for a, v in zip(tr.final, valid) if v and task.format_output(a) == s) for s in order]
+        names = [f"{labels[[task.format_output(a) for a in tr.final].index(s)]} · ×{found[s]}" for s in order]
+        st.plotly_chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
+                                           height_per_row=170, title="the answers GRAM found (× how often)"),
+                        key="cov_gallery", config={"displayModeBar": False})
+    else:
+        st.warning("None of the samples is a valid answer yet: this checkpoint has not learned the task. "
+                   "Train longer, or pick a shipped checkpoint.", icon=":material/warning:")
+if known:
+    targets = compute.known_targets(task.name, cfg.train.seed, x)
+    missed = [t for s, t in zip(known, targets) if s not in found]
+    if missed:
+        with st.expander(f"{len(missed)} valid completion{'s' if len(missed) != 1 else ''} no sample reached"):
+            st.plotly_chart(figures.board_grid(task, [t.numpy() for t in missed[:24]], None,
+                                               given=x.numpy(), ncols=6, height_per_row=150),
+                            key="cov_missed", config={"displayModeBar": False})

@@ -1,0 +1,99 @@
+"""Selection: majority vote vs the latent process reward model (LPRM) on the same samples."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from app import compute, figures, state, ui
+from gram.tasks import get_task
+
+sel = state.selection()
+task = get_task(sel["task"])
+ui.header("Majority vote or the value head?",
+          "Width scaling draws N answers and keeps one. <b>Majority vote</b> keeps the most frequent answer; "
+          "<b>LPRM</b> keeps the answer whose latent state the value head scores highest. Both see exactly the same "
+          "samples here, on a fixed batch of held-out puzzles.")
+ck = ui.need_checkpoint(sel, "the selection view")
+model = None
+with ui.guard("the checkpoint"):
+    model, cfg, card = compute.load(ck, task.name)
+if model is None:
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+with c1:
+    n = st.select_slider("Samples N per puzzle", [1, 2, 4, 8, 16, 32, 64], key=ui.state_key(
+        "sel", "n", 16, int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64)))
+with c2:
+    p = st.select_slider("Held-out puzzles", [8, 16, 32, 64, 128], key=ui.state_key(
+        "sel", "p", 16, int, valid=lambda v: v in (8, 16, 32, 64, 128)))
+with c3:
+    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("sel", "depth", cfg.train.n_sup, int, valid=lambda v: 1 <= v <= 32))
+
+b = None
+with ui.guard("the samples"), st.spinner(f"Sampling {n} answers for {p} puzzles (cached after the first time)..."):
+    b = compute.batch(ck, task.name, n_inputs=p, n=n, seed=sel["seed"], n_sup=n_sup)
+if b is None:
+    st.stop()
+
+ns = compute.widths(n)
+cur = compute.selection_curves(b, ns)
+iv, il = compute.picks(b)
+valid = b["valid"]
+P = len(valid)
+vote_ok = valid[np.arange(P), iv]
+lprm_ok = valid[np.arange(P), il]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric(f"majority vote, N={n}", f"{100 * vote_ok.mean():.0f}%")
+m2.metric(f"LPRM best-of-N, N={n}", f"{100 * lprm_ok.mean():.0f}%", delta=f"{100 * (lprm_ok.mean() - vote_ok.mean()):+.0f} pts")
+m3.metric("one sample", f"{100 * valid[:, 0].mean():.0f}%")
+m4.metric("any sample valid (oracle)", f"{100 * valid.any(1).mean():.0f}%")
+
+l, r = st.columns([1.3, 1])
+with l:
+    fig = figures.curves(cur["n"], {"majority vote": cur["vote"], "LPRM best-of-N": cur["lprm"],
+                                    "oracle (any valid)": cur["oracle"]},
+                         f"accuracy against N on {P} held-out puzzles", "N samples (log scale)", "accuracy",
+                         colors={"majority vote": figures.VOTE, "LPRM best-of-N": figures.LPRM,
+                                 "oracle (any valid)": figures.BAD}, log_x=True, yrange=(0, 1.02),
+                         dash={"oracle (any valid)": "dot"})
+    st.plotly_chart(fig, key="sel_curve", config={"displayModeBar": False})
+with r:
+    st.plotly_chart(figures.disagreement_bars(int((vote_ok & lprm_ok).sum()), int((vote_ok & ~lprm_ok).sum()),
+                                              int((~vote_ok & lprm_ok).sum()), int((~vote_ok & ~lprm_ok).sum())),
+                    key="sel_bars", config={"displayModeBar": False})
+
+st.markdown("#### One puzzle up close")
+differ = [i for i in range(P) if vote_ok[i] != lprm_ok[i] or
+          not np.array_equal(b["samples"][i, iv[i]], b["samples"][i, il[i]])]
+options = differ + [i for i in range(P) if i not in differ]
+k = st.selectbox("Puzzle", options, key=ui.state_key("sel", "puzzle", options[0], int, valid=lambda v: 0 <= v < P),
+                 format_func=lambda i: f"puzzle {i}" + ("  (the selectors disagree)" if i in differ else ""))
+x = torch.as_tensor(b["inputs"][k])
+samples = torch.as_tensor(b["samples"][k])
+values = b["values"][k]
+ok = valid[k]
+a1, a2, a3 = st.columns([1, 1, 1.3])
+for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPRM best-of-N", il[k], lprm_ok[k])):
+    with col:
+        votes = int((samples == samples[idx]).all(1).sum())
+        st.markdown(f"**{name}** picks sample {idx} ({votes}/{n} votes, value {values[idx]:.2f}) "
+                    f"<span class='gram-pill {'ok' if good else 'bad'}'>{'valid' if good else 'invalid'}</span>",
+                    unsafe_allow_html=True)
+        st.plotly_chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320, showscale=False),
+                        key=f"sel_board_{name.split()[0]}", config={"displayModeBar": False})
+with a3:
+    order = np.argsort(-values)
+    fig = go.Figure(go.Bar(x=[str(j) for j in order], y=values[order],
+                           marker_color=[figures.LPRM if ok[j] else figures.BAD for j in order],
+                           hovertemplate="sample %{x}: value %{y:.2f}<extra></extra>"))
+    fig.update_xaxes(title="sample (sorted by value); green = valid", type="category")
+    fig.update_yaxes(title="LPRM value", range=[0, 1])
+    st.plotly_chart(figures.style(fig, "value of each sample", height=340, legend=False), key="sel_values",
+                    config={"displayModeBar": False})
+if not differ:
+    st.caption("On this batch the two selectors pick the same answer for every puzzle.")
+else:
+    st.caption(f"The selectors pick different answers on {len(differ)} of {P} puzzles.")

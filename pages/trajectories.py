@@ -1,0 +1,172 @@
+"""Trajectories: N sampled latent trajectories on one puzzle, projected by PCA, coloured by their answer."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import compute, figures, state, ui
+from gram.tasks import get_task
+
+sel = state.selection()
+task = get_task(sel["task"])
+ui.header("Trajectories diverge",
+          "Sample N trajectories from the prior on the same puzzle. Each line is one trajectory's high-level state "
+          "<i>h</i> over all transitions, projected on principal components fitted once on every state of the run "
+          "(fixed axes). Colour = the answer it ends on. Pick a trajectory to see its board, or branch new "
+          "continuations from any step.")
+ck = ui.need_checkpoint(sel, "the trajectory view")
+model = None
+with ui.guard("the checkpoint"):
+    model, cfg, card = compute.load(ck, task.name)
+if model is None:
+    st.stop()
+
+c1, c2, c3, c4 = st.columns([2, 1.2, 1, 0.8])
+with c1:
+    x = ui.puzzle_picker(task, sel["seed"], "traj")
+with c2:
+    n = st.slider("Samples N", 1, compute.MAX_WIDTH, key=ui.state_key("traj", "n", 32, int,
+                                                                      valid=lambda v: 1 <= v <= compute.MAX_WIDTH),
+                  help="The stochastic knob: more samples, more of the answer space explored.")
+    temp = st.slider("Noise scale", 0.0, 2.0, step=0.1, key=ui.state_key("traj", "temp", 1.0, float,
+                                                                          valid=lambda v: 0 <= v <= 2))
+with c3:
+    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("traj", "depth", max(cfg.train.n_sup, 8), int,
+                                                       valid=lambda v: 1 <= v <= 32))
+with c4:
+    dims = st.radio("Projection", [2, 3], format_func=lambda d: f"{d}-D", key=ui.state_key(
+        "traj", "dims", 2, int, valid=lambda v: v in (2, 3)))
+if x is None:
+    st.stop()
+
+tr = None
+with ui.guard("the rollout"):
+    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp)
+if tr is None:
+    st.stop()
+proj = compute.pca(tr.h, k=3)
+known = compute.known_solutions(task.name, cfg.train.seed, x)
+labels, valid = compute.answer_labels(task, x, tr.final, known)
+step_names = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
+R = len(step_names)
+
+counts = Counter(labels)
+n_valid = sum(valid)
+distinct_valid = len([k for k in counts if k != "invalid"])
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("trajectories", n)
+m2.metric("valid answers", f"{n_valid}/{n}")
+m3.metric("distinct valid answers", distinct_valid if not known else f"{distinct_valid} of {len(known)}")
+m4.metric("variance shown by PC1+PC2", f"{100 * float(proj.explained[:2].sum()):.1f}%")
+
+step_key = ui.state_key("traj", "step", R - 1, int, valid=lambda v: 0 <= v < R)
+if st.session_state[step_key] >= R:
+    st.session_state[step_key] = R - 1
+pick_key = ui.state_key("traj", "pick", 0, int, valid=lambda v: 0 <= v < compute.MAX_WIDTH)
+if st.session_state[pick_key] >= n:
+    st.session_state[pick_key] = 0
+# a click on a marker of the 2-D plot picks that trajectory
+ev = st.session_state.get("traj_pca")
+try:
+    pts = ev["selection"]["points"] if ev else []
+except (KeyError, TypeError):
+    pts = []
+if pts and "customdata" in pts[0]:
+    sig = str(pts[0])
+    if st.session_state.get("_traj_last_click") != sig:
+        st.session_state["_traj_last_click"] = sig
+        cd = pts[0]["customdata"]
+        j = int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+        if 0 <= j < n:
+            st.session_state[pick_key] = j
+playing = bool(st.session_state.get("traj_playing", False))
+
+
+@st.fragment(run_every=0.8 if playing else None)
+def view():
+    now = time.monotonic()
+    if playing and now - st.session_state.get("traj_last_tick", 0) > 0.6:
+        st.session_state[step_key] = (st.session_state[step_key] + 1) % R
+        st.session_state["traj_last_tick"] = now
+    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
+    with b1:
+        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+                     key="traj_play_btn", use_container_width=True):
+            st.session_state["traj_playing"] = not playing
+            st.rerun(scope="app")
+    with b2:
+        i = st.select_slider("Step (supervision step . transition)", options=list(range(R)), key=step_key,
+                             format_func=lambda k: step_names[k])
+    left, right = st.columns([1.6, 1])
+    with right:
+        j = st.number_input(f"Trajectory (0-{n - 1}; or click a marker)", 0, n - 1, key=pick_key)
+        pred = tr.pred[i, j]
+        ok = bool(task.is_correct(x[None], pred[None])[0])
+        st.markdown(f"Trajectory **{j}** (seed {tr.seeds[j]}) at step **{step_names[i]}** · ends on "
+                    f"<span class='gram-pill {'bad' if labels[j] == 'invalid' else 'info'}'>{labels[j]}</span>"
+                    f"<span class='gram-pill {'ok' if ok else 'bad'}'>{'valid now' if ok else 'not valid now'}</span>",
+                    unsafe_allow_html=True)
+        st.plotly_chart(figures.board(task, pred.numpy(), tr.probs[i, j].float().numpy(), x.numpy(), height=360),
+                        key="traj_board", config={"displayModeBar": False})
+    with left:
+        fig = figures.pca_figure(proj.coords, proj.explained, labels, i, dims=dims, selected=j, height=560)
+        if dims == 2:
+            st.plotly_chart(fig, key="traj_pca", on_select="rerun", selection_mode="points",
+                            config={"displayModeBar": False})
+        else:
+            st.plotly_chart(fig, key="traj_pca3", config={"displayModeBar": False})
+
+
+view()
+
+rms, distinct = compute.spread(tr)
+s1, s2 = st.columns(2)
+with s1:
+    st.plotly_chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
+                                       "how far apart the trajectories are", yrange=None,
+                                       colors={"spread of h across samples": figures.GRAM}, height=260),
+                    key="traj_spread", config={"displayModeBar": False})
+with s2:
+    st.plotly_chart(figures.step_lines(step_names, {"distinct answers": distinct}, None,
+                                       "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
+                                       colors={"distinct answers": figures.VOTE}, height=260),
+                    key="traj_distinct", config={"displayModeBar": False})
+
+st.markdown("#### Branch from a step")
+st.caption("Replay one trajectory up to a supervision step, then let M fresh noise streams continue from there: "
+           "how committed is it to its answer at that point?")
+b1, b2, b3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+with b1:
+    m = st.slider("Continuations M", 2, 64, key=ui.state_key("traj", "m", 16, int, valid=lambda v: 2 <= v <= 64))
+with b2:
+    at = st.slider("Branch after supervision step", 1, max(1, n_sup - 1),
+                   key=ui.state_key("traj", "at", max(1, n_sup // 4), int, valid=lambda v: 1 <= v <= max(1, n_sup - 1)),
+                   disabled=n_sup < 2)
+with b3:
+    go_branch = st.button("Branch", icon=":material/call_split:", type="primary", disabled=n_sup < 2)
+if go_branch:
+    with ui.guard("the branches"), st.spinner("Rolling out continuations..."):
+        j = int(st.session_state[pick_key])
+        T = cfg.model.T
+        btr, from_step = compute.branch(ck, x, seed=tr.seeds[j], at_record=at * T - 1, m=m, n_sup=n_sup,
+                                        temperature=temp)
+        st.session_state["traj_branch"] = (j, from_step, btr)
+res = st.session_state.get("traj_branch")
+if res is not None and res[2].final is not None and res[2].final.shape[1] == x.shape[0]:
+    j, from_step, btr = res
+    blabels, _ = compute.answer_labels(task, x, btr.final, known or None)
+    # keep the names of the main run's answers where they coincide
+    by_answer = {task.format_output(tr.final[k]): labels[k] for k in range(n)}
+    blabels = [by_answer.get(task.format_output(btr.final[k]), bl if bl == "invalid" else bl + " (new)")
+               for k, bl in enumerate(blabels)]
+    cnt = Counter(blabels)
+    names = sorted(cnt, key=lambda k: (k == "invalid", -cnt[k]))
+    fig = go.Figure(go.Bar(x=names, y=[cnt[k] for k in names], marker_color=[figures.label_color(k.split(" (")[0])
+                                                                                for k in names]))
+    fig.update_yaxes(title="continuations")
+    st.plotly_chart(figures.style(fig, f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
+                                       f"(it ended on {labels[j]})", height=300, legend=False),
+                    key="traj_branch_fig", config={"displayModeBar": False})
