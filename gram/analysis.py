@@ -1,0 +1,134 @@
+"""Trajectory analysis over Traces and sample sets: projections, spread, answers, scaling curves.
+
+Everything here reads what a rollout recorded (gram.rollout.Trace) or a set of samples; nothing rolls
+out on its own except `compare_models`, which samples two models the same way to set them side by side.
+
+Width curves use nested subsets of one set of N samples: the answer "at width n" picks among the first
+n samples. So pass@n, coverage@n and distinct@n can only grow with n, and vote@n / LPRM@n differ from one
+another only by the selection rule, never by the samples they see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from .rollout import Trace, sample
+from .select import best_of_n, majority_vote
+
+
+def _states(h) -> torch.Tensor:
+    """A Trace or its h (R, B, ...) -> (R, B, F) float32 features: full latents flattened, pooled as they are."""
+    h = h.h if isinstance(h, Trace) else torch.as_tensor(h)
+    if h.numel() == 0:
+        raise ValueError("the trace recorded no states (rollout with record='steps' or 'transitions')")
+    return h.reshape(h.shape[0], h.shape[1], -1).float()
+
+
+@dataclass
+class Projection:
+    coords: np.ndarray  # (R, B, k) every recorded state on the fixed axes
+    explained: np.ndarray  # (k,) share of the total variance along each axis, in [0, 1]
+    model: PCA | None  # the fitted PCA (None when every state is the same point)
+
+    def project(self, h) -> np.ndarray:
+        """Other states (a branch, another run) on the same axes: (R', B', ...) -> (R', B', k)."""
+        X = _states(h)
+        out = np.zeros((*X.shape[:2], self.coords.shape[-1]), np.float32)
+        if self.model is not None:
+            out[..., :self.model.n_components_] = self.model.transform(X.reshape(-1, X.shape[-1]).numpy()).reshape(*X.shape[:2], -1)
+        return out
+
+
+def pca(h, k: int = 2, seed: int = 0) -> Projection:
+    """PCA fitted once over all states of a trace (every record point of every trajectory), so the axes
+    stay fixed while a step scrubber moves and distances mean the same at every step."""
+    X = _states(h)
+    R, B, F = X.shape
+    flat = X.reshape(R * B, F).numpy()
+    coords, explained = np.zeros((R, B, k), np.float32), np.zeros(k)
+    if not np.any(flat.var(0) > 0):  # a deterministic run on one input: every state is the same point
+        return Projection(coords, explained, None)
+    # fewer states or features than k: the missing axes stay zero, so callers always get k columns
+    model = PCA(n_components=min(k, R * B, F), svd_solver="auto", random_state=seed).fit(flat)
+    got = model.n_components_
+    coords[..., :got] = model.transform(flat).reshape(R, B, got)
+    explained[:got] = np.clip(model.explained_variance_ratio_, 0.0, 1.0)
+    return Projection(coords, explained, model)
+
+
+def per_step_spread(trace: Trace) -> np.ndarray:
+    """(R,) mean pairwise Euclidean distance between the trajectories' h at each record point (0 for one
+    trajectory). Trajectories that explore apart show a growing spread; a collapse to one answer shrinks it."""
+    X = _states(trace)
+    if X.shape[1] < 2:
+        return np.zeros(X.shape[0])
+    return np.array([torch.pdist(X[r]).mean().item() for r in range(X.shape[0])])
+
+
+def distinct_per_step(trace: Trace) -> np.ndarray:
+    """(R,) number of distinct decoded answers among the trajectories at each record point."""
+    return np.array([len(torch.unique(p, dim=0)) for p in trace.pred])
+
+
+def accuracy_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
+    """(R,) share of trajectories whose decoded answer is valid at each record point: accuracy against depth.
+    x is the input of every row (B, S), or one input (S,) shared by all rows."""
+    B = trace.pred.shape[1]
+    x = x.expand(B, -1) if x.dim() == 1 else x
+    return np.array([task.is_correct(x, p).float().mean().item() for p in trace.pred])
+
+
+def _first_seen(samples: torch.Tensor) -> torch.Tensor:
+    """(P, N, S) -> (P, N) bool: sample j is the first occurrence of its answer among samples 0..j."""
+    same = (samples[:, :, None, :] == samples[:, None, :, :]).all(-1)  # (P, N, N)
+    earlier = torch.ones_like(same[0]).tril(-1).bool()  # k < j
+    return ~(same & earlier).any(-1)
+
+
+def selection_curves(samples, values, valid, ns: list[int], n_targets=None) -> dict:
+    """Width curves over nested subsets: at width n only the first n of the N samples per input exist.
+
+    samples (P, N, S), values (P, N) LPRM values, valid (P, N) bool, n_targets (P,) valid answers per input.
+    Returns lists over ns: vote / lprm (accuracy of the answer that majority vote / the highest LPRM value
+    picks), oracle (pass@n: any valid sample), mean (per-sample accuracy), distinct (answers per input),
+    and coverage (distinct valid answers / all valid answers) when n_targets is given.
+    """
+    samples, values, valid = torch.as_tensor(samples), torch.as_tensor(values), torch.as_tensor(valid).bool()
+    N = samples.shape[1]
+    if not ns or min(ns) < 1 or max(ns) > N:
+        raise ValueError(f"widths must be in [1, {N}] (the samples drawn), got {ns}")
+    first = _first_seen(samples)
+    distinct, distinct_valid = first.long().cumsum(1), (first & valid).long().cumsum(1)  # (P, N) at width j+1
+    pick = lambda idx, n: valid[:, :n].gather(1, idx[:, None]).float().mean().item()
+    out = {"n": list(ns), "vote": [], "lprm": [], "oracle": [], "mean": [], "distinct": []}
+    for n in ns:
+        out["vote"].append(pick(majority_vote(samples[:, :n]), n))
+        out["lprm"].append(pick(best_of_n(values[:, :n]), n))
+        out["oracle"].append(valid[:, :n].any(1).float().mean().item())
+        out["mean"].append(valid[:, :n].float().mean().item())
+        out["distinct"].append(distinct[:, n - 1].float().mean().item())
+    if n_targets is not None:
+        nt = torch.as_tensor(n_targets).clamp(min=1).float()
+        out["coverage"] = [(distinct_valid[:, n - 1] / nt).clamp(max=1).mean().item() for n in ns]
+    return out
+
+
+def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 0, ns: list[int] | None = None) -> dict:
+    """Two models (e.g. GRAM and its deterministic twin) on the same inputs, seeds and width, keyed by mode
+    ('gram', 'deterministic'; 'a', 'b' when the modes match). Per model: accuracy, coverage, distinct answers,
+    vote and LPRM accuracy at width n, and the width curves. A deterministic recursion gives one answer per
+    input however often it is sampled, so its coverage stops at 1 / (valid answers): what GRAM's noise buys."""
+    from .tasks import evaluate_samples
+
+    ns = ns or sorted({1, n, *[2 ** i for i in range(1, n.bit_length()) if 2 ** i < n]})
+    names = ("a", "b") if a.cfg.mode == b.cfg.mode else (a.cfg.mode, b.cfg.mode)
+    P, out = len(split), {}
+    for name, model in zip(names, (a, b)):
+        samples, values = sample(model, split.inputs, n, seed=seed, n_sup=n_sup, puzzle=split.puzzle)
+        valid = task.is_correct(split.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
+        out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values),
+                     "curves": selection_curves(samples, values, valid, ns, split.n_targets())}
+    return out
