@@ -114,15 +114,14 @@ def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: i
     if step < 1 or m < 1:
         raise UserError("Pick a step before the last one to branch from.")
     check_width(cfg, m, n_sup - step)
-    seeds = [branch_seed + seed * 1000 + j for j in range(m)]
     with torch.inference_mode():
         if _branch is not None:
-            try:
-                tr = _branch(model, x[None], seed=seed, at=step, m=m, n_sup=n_sup, seeds=seeds,
-                             temperature=temperature)
-                return tr, step
+            try:  # the library's branch: the prefix replayed once and shared by the M continuations
+                return _branch(model, x, seed, step, m, n_sup=n_sup, temperature=temperature,
+                               record="transitions"), step
             except TypeError:
-                pass  # a different signature: fall back to the Trace API below
+                pass  # an older signature: the same thing through the Trace API
+        seeds = [branch_seed + seed * 1000 + j for j in range(m)]
         prefix = rollout(model, x[None], n_sup=step, seeds=[seed], temperature=temperature, record="none")
         h, l = prefix.state
         start = (h.expand(m, -1, -1), None if l is None else l.expand(m, -1, -1))

@@ -40,6 +40,7 @@ current = st.navigation({"Explore": [pages[n] for n in ("tour", "recursion", "tr
                          "Build": [pages["train"]]})
 
 # --- sidebar ------------------------------------------------------------------------------------
+state.initial_params()  # remember the link this session was opened with
 pending = st.session_state.pop("_pending", None)  # set by buttons that change sidebar widgets
 if pending:
     for k, v in pending.items():
@@ -104,7 +105,10 @@ with st.sidebar:
                 "offline · CPU-first</div>", unsafe_allow_html=True)
 
 st.session_state["_selection"] = {"task": task, "mode": mode, "ckpt": ck, "seed": int(seed)}
+notices = st.container()  # warnings about the link this session was opened with, shown above the page
 try:
     current.run()
 finally:
+    with notices:
+        state.url_warnings()
     state.sync_url()

@@ -141,7 +141,7 @@ def bind(key: str, default: Any, cast: Callable[[str], Any] = str, valid: Callab
     keep = st.session_state.setdefault("_keep", {})
     if key not in st.session_state:
         value = keep.get(key, default)
-        raw = st.query_params.get(key)
+        raw = initial_params().get(key)
         seeded = st.session_state.setdefault("_seeded", set())
         if raw is not None and key not in seeded:
             try:
@@ -158,6 +158,17 @@ def bind(key: str, default: Any, cast: Callable[[str], Any] = str, valid: Callab
         st.session_state[key] = default
     bound[key] = True
     return st.session_state[key]
+
+
+def initial_params() -> dict:
+    """The query parameters the session was opened with (a shared link), kept so that a page opened later in
+    the session still finds its own parameters after other pages rewrote the URL."""
+    if "_initial_qp" not in st.session_state:
+        try:
+            st.session_state["_initial_qp"] = {k: st.query_params.get(k) for k in st.query_params.keys()}
+        except Exception:
+            st.session_state["_initial_qp"] = {}
+    return st.session_state["_initial_qp"]
 
 
 def sync_url() -> None:

@@ -25,7 +25,6 @@ def css() -> None:
 
 def header(title: str, lead: str) -> None:
     st.markdown(f"<div class='gram-title'>{title}</div><div class='gram-lead'>{lead}</div>", unsafe_allow_html=True)
-    state.url_warnings()
 
 
 @contextlib.contextmanager
