@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
 
-    from . import bench
+    from . import bench, scale
     bench.add_parser(sub)
+    scale.add_parser(sub)
     return p
 
 
@@ -183,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train" and not args.resume and not args.task and not args.config:
         args.task = "nqueens8"
+    for name in ("samples", "n_sup", "limit", "steps"):  # counts: 0 or less is a user error, not a traceback
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
+            sys.exit(2)
     try:
         args.func(args)
     except (ValueError, CheckpointError, FileNotFoundError) as e:
