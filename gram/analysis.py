@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 
 from .rollout import Trace, sample
 from .select import best_of_n, majority_vote
@@ -31,7 +30,7 @@ def _states(h) -> torch.Tensor:
 class Projection:
     coords: np.ndarray  # (R, B, k) every recorded state on the fixed axes
     explained: np.ndarray  # (k,) share of the total variance along each axis, in [0, 1]
-    model: PCA | None  # the fitted PCA (None when every state is the same point)
+    model: "sklearn.decomposition.PCA | None"  # the fitted PCA (None when every state is the same point)
 
     def project(self, h) -> np.ndarray:
         """Other states (a branch, another run) on the same axes: (R', B', ...) -> (R', B', k)."""
@@ -45,6 +44,8 @@ class Projection:
 def pca(h, k: int = 2, seed: int = 0) -> Projection:
     """PCA fitted once over all states of a trace (every record point of every trajectory), so the axes
     stay fixed while a step scrubber moves and distances mean the same at every step."""
+    from sklearn.decomposition import PCA  # here, not at the top: every CLI command imports this module
+
     X = _states(h)
     R, B, F = X.shape
     flat = X.reshape(R * B, F).numpy()

@@ -80,3 +80,5 @@ def add_parser(sub) -> None:
     t.set_defaults(func=cmd_train)
     from .learn import add_parser as add_learn
     add_learn(bs)
+    from .scale import add_bench_parser
+    add_bench_parser(bs)

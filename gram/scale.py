@@ -1,0 +1,218 @@
+"""Inference-time scaling from the command line.
+
+`python -m gram scale`: accuracy and coverage against width (N sampled trajectories, picked by majority
+vote or by the LPRM value) and depth (supervision steps, or ACT halting), on a checkpoint's held-out
+inputs. One rollout of max(widths) trajectories to max(depths) steps per input serves every cell of the
+table: width n reads the first n trajectories and depth d reads the record at step d, so the curves are
+nested and an answer at (n, d) is the same trajectory's answer in every column. Trajectory j of input i
+uses seed + i * N + j, as `gram.rollout.sample` does, so any cell can be replayed.
+
+`python -m gram bench sample`: wall time of N = 1 and N = 64 trajectories on one puzzle, the cost of the
+per-trajectory noise streams, and the memory of a full trace.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .analysis import selection_curves
+from .checkpoint import load_checkpoint
+from .rollout import NoiseStreams, rollout
+from .tasks import get_task
+
+COLUMNS = ("depth", "width", "vote", "lprm", "oracle", "mean", "coverage", "distinct", "steps")
+
+
+def scale_table(model, task, split, widths: list[int], depths: list[int], act: bool = False, seed: int = 0,
+                rows_per_batch: int = 2048, dtype: str = "auto", log=None) -> list[dict]:
+    """One row per (depth, width): vote / lprm accuracy, oracle (pass@n), mean per-sample accuracy,
+    coverage of all valid answers, distinct answers per input, mean supervision steps used.
+    act=True adds rows at depth 'act': each trajectory stops when its halting head says so (at most
+    max(depths) steps)."""
+    N, depth_max, P, S = max(widths), max(depths), len(split), split.inputs.shape[1]
+    per_batch = max(1, rows_per_batch // N)
+    picks = {d: ([], []) for d in depths}
+    if act:
+        picks["act"], steps_act = ([], []), []
+    for a in range(0, P, per_batch):
+        b = min(P, a + per_batch)
+        x = split.inputs[a:b].repeat_interleave(N, 0)
+        pz = None if split.puzzle is None else split.puzzle[a:b].repeat_interleave(N, 0)
+        seeds = list(range(seed + a * N, seed + b * N))
+        tr = rollout(model, x, n_sup=depth_max, seeds=seeds, record="steps", latents="pooled", puzzle=pz, dtype=dtype)
+        for d in depths:
+            picks[d][0].append(tr.pred[tr.at(d)])
+            picks[d][1].append(tr.value[tr.at(d)])
+        if act:
+            ha = rollout(model, x, n_sup=depth_max, seeds=seeds, halt=True, record="none", puzzle=pz, dtype=dtype)
+            picks["act"][0].append(ha.final)
+            picks["act"][1].append(ha.final_value)
+            steps_act.append(ha.halted_at.float())
+        if log:
+            log(f"inputs {b}/{P}")
+    rows = []
+    for d, (preds, values) in picks.items():
+        samples, values = torch.cat(preds).view(P, N, S), torch.cat(values).view(P, N)
+        valid = task.is_correct(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N)
+        c = selection_curves(samples, values, valid, widths, split.n_targets())
+        used = torch.cat(steps_act).view(P, N) if d == "act" else None
+        for i, n in enumerate(widths):
+            steps = d if used is None else used[:, :n].mean().item()
+            rows.append({"depth": d, "width": n, **{k: c[k][i] for k in COLUMNS[2:-1]}, "steps": steps})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = " ".join(f"{c:>8}" for c in COLUMNS)
+    cell = lambda v: f"{v:8.3f}" if isinstance(v, float) else f"{v!s:>8}"
+    return "\n".join([head] + [" ".join(cell(r[c]) for c in COLUMNS) for r in rows])
+
+
+def figure(rows: list[dict], title: str):
+    """Accuracy and coverage against width (one line per depth), accuracy against depth at the widest N."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(1, 3, subplot_titles=("accuracy vs width", "coverage vs width", "accuracy vs depth"))
+    depths = list(dict.fromkeys(r["depth"] for r in rows))
+    dash = {"vote": "solid", "lprm": "dash", "oracle": "dot"}
+    for i, d in enumerate(depths):
+        rs = [r for r in rows if r["depth"] == d]
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        w = [r["width"] for r in rs]
+        for k, style in dash.items():
+            fig.add_trace(go.Scatter(x=w, y=[r[k] for r in rs], name=f"depth {d} {k}", legendgroup=str(d),
+                                     line=dict(color=color, dash=style)), 1, 1)
+        fig.add_trace(go.Scatter(x=w, y=[r["coverage"] for r in rs], name=f"depth {d} coverage", legendgroup=str(d),
+                                 line=dict(color=color)), 1, 2)
+    widest = max(r["width"] for r in rows)
+    at = sorted((r for r in rows if r["width"] == widest), key=lambda r: r["steps"])
+    for k, style in dash.items():  # ACT sits at its mean number of steps
+        fig.add_trace(go.Scatter(x=[r["steps"] for r in at], y=[r[k] for r in at], mode="lines+markers",
+                                 text=[str(r["depth"]) for r in at], name=f"N={widest} {k}",
+                                 line=dict(color="black", dash=style)), 1, 3)
+    fig.update_xaxes(type="log", dtick=math.log10(2), title_text="trajectories N", row=1, col=1)
+    fig.update_xaxes(type="log", dtick=math.log10(2), title_text="trajectories N", row=1, col=2)
+    fig.update_xaxes(title_text="supervision steps", row=1, col=3)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=title, height=480, width=1400, hovermode="x unified")
+    return fig
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        out = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+    if not out or out[0] < 1:
+        raise ValueError(f"expected positive integers, got {text!r}")
+    return out
+
+
+def cmd_scale(args) -> None:
+    model, cfg, card = load_checkpoint(args.checkpoint)
+    task = get_task(cfg.train.task)
+    split = task.split("test", cfg.train.seed)
+    if args.limit:
+        split = split.subset(torch.arange(min(args.limit, len(split))))
+    widths = _ints(args.widths)
+    depths = _ints(args.depths) if args.depths else sorted({1, cfg.train.n_sup, *[2 ** i for i in range(8) if 2 ** i < cfg.train.n_sup]})
+    t0 = time.perf_counter()
+    rows = scale_table(model, task, split, widths, depths, act=args.act, seed=args.seed, dtype=args.dtype,
+                       log=lambda s: print(s, file=sys.stderr, flush=True))
+    meta = {"checkpoint": str(args.checkpoint), "task": task.name, "mode": cfg.model.mode, "inputs": len(split),
+            "widths": widths, "depths": depths, "act": args.act, "seed": args.seed,
+            "seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    with open(out / "scale.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    title = f"{task.name} ({cfg.model.mode}), {len(split)} held-out inputs, {Path(args.checkpoint).name}"
+    figure(rows, title).write_html(out / "scale.html", include_plotlyjs=True)  # inline plotly.js: works offline
+    print(format_table(rows))
+    print(json.dumps({**meta, "out": str(out)}), flush=True)
+
+
+# --- bench sample -------------------------------------------------------------------------------
+def _model_for_bench(checkpoint: str | None):
+    """The shipped checkpoint when present; else the default N-Queens-8 recipe, untrained: speed and
+    memory depend on the shapes, not on the weights."""
+    path = Path(checkpoint) if checkpoint else Path("checkpoints/nqueens8")
+    if checkpoint or (path / "model.safetensors").is_file():
+        model, cfg, _ = load_checkpoint(path)
+        return model, cfg, str(path)
+    from .model import GRAM
+    from .train import bind_task, default_config
+    cfg = bind_task(default_config("nqueens8"), get_task("nqueens8"))
+    torch.manual_seed(0)
+    return GRAM(cfg.model).eval(), cfg, "untrained nqueens8 default"
+
+
+def _timed(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cmd_bench_sample(args) -> None:
+    model, cfg, source = _model_for_bench(args.checkpoint)
+    task = get_task(cfg.train.task)
+    x = task.split("test", cfg.train.seed).inputs[:1]
+    T = cfg.model.T
+    n_sup = math.ceil(args.transitions / T)
+    run = lambda n, record="none": rollout(model, x.expand(n, -1), n_sup=n_sup, seed=0, record=record, dtype=args.dtype)
+    run(1)  # warm-up: first calls pay for allocation and kernel selection
+    t1 = _timed(lambda: run(1), args.reps)
+    tn = _timed(lambda: run(args.n), args.reps)
+    streams = NoiseStreams(list(range(args.n)))
+    t_noise = _timed(lambda: [streams.draw((model.L, model.cfg.D)) for _ in range(n_sup * T)], args.reps)
+    t0 = time.perf_counter()
+    tr = run(args.n, "transitions")
+    t_trace = time.perf_counter() - t0
+    res = {"source": source, "task": task.name, "D": cfg.model.D, "L": model.L, "T": T, "n_sup": n_sup,
+           "transitions": n_sup * T, "threads": torch.get_num_threads(), "device": "cpu",
+           "seconds_N1": round(t1, 3), f"seconds_N{args.n}": round(tn, 3), "ratio": round(tn / t1, 1),
+           "goal_ratio": 8.0, "noise_draw_seconds": round(t_noise, 3), "noise_share": round(t_noise / tn, 4),
+           f"seconds_N{args.n}_full_trace": round(t_trace, 3), "trace_mb": round(tr.nbytes() / 2**20, 1),
+           "trace_shape_h": list(tr.h.shape), "trace_budget_mb": 200}
+    print(f"N=1: {t1:.3f} s   N={args.n}: {tn:.3f} s ({tn / t1:.1f}x, goal <= 8x)   noise streams: {t_noise:.3f} s "
+          f"({100 * t_noise / tn:.1f}% of N={args.n})   trace {args.n} x {n_sup * T} transitions: "
+          f"{res['trace_mb']} MB (budget 200 MB)", file=sys.stderr)
+    print(json.dumps(res), flush=True)
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("scale", help="accuracy and coverage against width (vote / LPRM) and depth (steps / ACT)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--widths", default="1,2,4,8,16,32,64", help="comma-separated numbers of trajectories")
+    s.add_argument("--depths", help="comma-separated supervision steps (default: powers of 2 up to the trained n_sup)")
+    s.add_argument("--act", action="store_true", help="also ACT halting (at most max(depths) steps)")
+    s.add_argument("--limit", type=int, default=32, help="first M held-out inputs")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"))
+    s.add_argument("--out", default="runs/scale", help="directory for scale.json, scale.csv, scale.html")
+    s.set_defaults(func=cmd_scale)
+
+
+def add_bench_parser(bs) -> None:
+    b = bs.add_parser("sample", help="sampling: N=1 vs N=64 trajectories on one puzzle, noise cost, trace memory")
+    b.add_argument("--checkpoint", help="default: checkpoints/nqueens8 if present, else an untrained model")
+    b.add_argument("--n", type=int, default=64)
+    b.add_argument("--transitions", type=int, default=48)
+    b.add_argument("--reps", type=int, default=3)
+    b.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"))
+    b.set_defaults(func=cmd_bench_sample)
