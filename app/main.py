@@ -91,11 +91,13 @@ with st.sidebar:
                         st.session_state["_pending"] = {"g_task": up["task"], "g_mode": up.get("mode", "gram"),
                                                         "g_ckpt": Path(d).name}
                         st.rerun()
-                elif (up.get("mode") != mode or ck is None or ck.path != d) and st.button("Use the uploaded checkpoint"):
+                elif st.session_state.get("_upload_selected") != d:
+                    # select the new upload once; afterwards the user may pick anything else
+                    st.session_state["_upload_selected"] = d
                     st.session_state["_pending"] = {"g_mode": up.get("mode", "gram"), "g_ckpt": Path(d).name}
                     st.rerun()
                 else:
-                    st.success(f"Loaded {Path(d).name}")
+                    st.success(f"Uploaded {Path(d).name} ({up.get('mode')}, {up.get('steps', '?')} steps)")
     from app import training
 
     job = training.active()

@@ -57,8 +57,7 @@ if not all_jobs:
 names = [j.name for j in all_jobs]
 if st.session_state.get("train_job") not in names:
     st.session_state["train_job"] = names[0]
-name = st.selectbox("Run", names, key="train_job",
-                    format_func=lambda n: f"{n} ({training.get(n).status})")
+name = st.selectbox("Run", names, key="train_job", help="Runs of this server, newest first.")
 
 
 @st.fragment(run_every=1.0 if (training.get(name) and training.get(name).running) else None)
