@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .base import PAD, Split, Task, evaluate_samples
 from .graph_coloring import GraphColoring
+from .mnist import MNIST, idx_from_env
 from .nqueens import NQueens
 from .sudoku import Sudoku, SudokuUncond, extreme_from_env
 
@@ -14,6 +15,7 @@ _FACTORIES = {
     "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192),
     "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
     "sudoku_uncond": lambda: SudokuUncond(),
+    "mnist": lambda: MNIST(idx_from_env()),
 }
 _CACHE: dict[str, Task] = {}
 
@@ -30,4 +32,4 @@ def get_task(name: str) -> Task:
     return _CACHE[name]
 
 
-__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond"]
+__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond", "MNIST"]
