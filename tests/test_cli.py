@@ -233,3 +233,13 @@ def test_shipped_checkpoint_sample(name):
     lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1
     check_sample_line(lines[0], text, 4)
+
+
+# --- --select: the two selection rules -------------------------------------------------------------------
+def test_selection_rules():
+    from gram.select import best_of_n, majority_vote
+    a, b, c = [1, 1], [2, 2], [3, 3]
+    samples = torch.tensor([[a, b, b, c], [a, b, c, c], [a, b, c, a], [c, c, c, c], [a, b, b, a]])
+    assert majority_vote(samples).tolist() == [1, 2, 0, 0, 0]  # most votes; ties to the first seen
+    values = torch.tensor([[0.1, 0.9, 0.3], [0.5, 0.5, 0.2], [0.0, 0.0, 0.7]])
+    assert best_of_n(values).tolist() == [1, 0, 2]
