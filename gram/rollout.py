@@ -8,7 +8,7 @@ Memory: a record point stores h in float16, either full (L, D) or pooled over po
 documented reduction: the mean over positions is what the LPRM head reads -- plus per-cell
 probabilities and, for the guidance, per-position summaries (RMS over D of the mean and the sample,
 mean sigma) unless noise="full". 64 trajectories x 48 transitions of an N-Queens-8 model with D = 128
-take ~54 MB with full h and summarised noise (`python -m gram bench sample` measures it); noise="full"
+take 56 MiB with full h and summarised noise (measured by `python -m gram bench sample`); noise="full"
 adds three more tensors of h's size.
 """
 from __future__ import annotations
