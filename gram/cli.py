@@ -117,7 +117,11 @@ def cmd_sample(args) -> None:
             x = task.empty_input() if line is None else task.parse(line)
         except ValueError as e:
             raise ValueError(f"input {k + 1}: {e}") from None
-        out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=args.n_sup or cfg.train.n_sup)
+        # ARC: `task_id: grid` picks that task's puzzle embedding
+        puzzle = task.puzzle_of(line) if line is not None and hasattr(task, "puzzle_of") else None
+        out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=args.n_sup or cfg.train.n_sup,
+                             puzzle=None if puzzle is None else puzzle[None])
+        out = task.canonical(out[0]).unsqueeze(0)  # one form per answer, so that votes count answers
         pick = (majority_vote(out) if args.select == "vote" else best_of_n(values))[0]
         _json_line({"input": line if line is not None else "", "samples": [task.format_output(s) for s in out[0]],
                     "selected": task.format_output(out[0, pick]), "selected_index": int(pick),

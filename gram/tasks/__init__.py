@@ -1,6 +1,7 @@
 """Task registry: `get_task(name)` returns the task behind a CLI/app task name."""
 from __future__ import annotations
 
+from .arc import ARC
 from .base import PAD, Split, Task, evaluate_samples
 from .graph_coloring import GraphColoring
 from .mnist import MNIST, idx_from_env
@@ -16,6 +17,9 @@ _FACTORIES = {
     "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
     "sudoku_uncond": lambda: SudokuUncond(),
     "mnist": lambda: MNIST(idx_from_env()),
+    "arc1": lambda: ARC("arc1", "arcagi"),
+    "arc2": lambda: ARC("arc2", "arcagi2"),
+    "arc1_mini": lambda: ARC("arc1_mini", "arcagi", canvas=10, n_aug=8, max_tasks=16),  # trains on a CPU
 }
 _CACHE: dict[str, Task] = {}
 
@@ -32,4 +36,4 @@ def get_task(name: str) -> Task:
     return _CACHE[name]
 
 
-__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond", "MNIST"]
+__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond", "MNIST", "ARC"]
