@@ -85,7 +85,7 @@ def _board_traces(task, pred, probs=None, given=None, showscale=False):
         q = np.nonzero(pred == 2)[0]
         g = set(np.nonzero(np.asarray(given) == 2)[0].tolist()) if given is not None else set()
         new = [i for i in q if i not in g]
-        old = [i for i in q if i in g]
+        old = sorted(g)  # the given queens are part of the puzzle: always drawn
         for cells, color, name in ((new, "#111827", "placed"), (old, "#b45309", "given")):
             if cells:
                 traces.append(go.Scatter(x=[i % cols for i in cells], y=[i // cols for i in cells], mode="text",

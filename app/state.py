@@ -188,6 +188,16 @@ def sync_url() -> None:
     st.session_state["_bound"] = {}
 
 
+def set_url(key: str, value) -> None:
+    """Update one bound value in the URL from inside a fragment (a fragment rerun skips sync_url)."""
+    st.session_state.setdefault("_keep", {})[key] = value
+    try:
+        if st.query_params.get(key) != str(value):
+            st.query_params[key] = str(value)
+    except Exception:
+        pass
+
+
 def as_bool(s: str) -> bool:
     if s.lower() in ("true", "1", "yes"):
         return True

@@ -34,3 +34,90 @@ def trace_names(fig: dict) -> list[str]:
 
 def trace_types(fig: dict) -> list[str]:
     return [t.get("type", "scatter") for t in fig.get("data", [])]
+
+
+# --- a real server and a real browser (end-to-end test and `scripts/bench_app.py`) -----------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`streamlit run app/main.py` on a free localhost port; a context manager that always stops it."""
+
+    def __init__(self, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.env = env or {}
+        self.proc = None
+        self.started = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        import os
+        import subprocess
+        import sys
+        import time
+
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "streamlit", "run", MAIN, "--server.port", str(self.port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=env, cwd=str(Path(MAIN).parent.parent), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def wait_healthy(self, timeout: float = 60) -> float:
+        import time
+        import urllib.request
+
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {self.proc.stdout.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("streamlit did not become healthy")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def wait_rendered(page, timeout_ms: int = 60_000, charts: int = 1) -> None:
+    """Until the script run is over and at least `charts` Plotly figures are drawn."""
+    page.wait_for_function(
+        "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=charts, timeout=timeout_ms)
+    wait_idle(page, timeout_ms)
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Until Streamlit shows no running indicator."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout_ms)

@@ -84,6 +84,7 @@ def grid():
             st.rerun(scope="app")
     with b2:
         i = st.select_slider("Supervision step", options=list(range(R)), key=step_key, format_func=lambda k: names[k])
+        state.set_url(step_key, i)
     ok = task.is_correct(x[None].expand(n, -1), tr.pred[i]).tolist()
     titles = [f"#{j} {'✓' if v else '✗'}" for j, v in enumerate(ok)]
     left, right = st.columns([1.5, 1])

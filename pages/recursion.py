@@ -77,6 +77,7 @@ def scrubber():
     with b2:
         i = st.select_slider("Step (supervision step . transition)", options=list(range(R)), key=step_key,
                              format_func=lambda k: labels[k])
+        state.set_url(step_key, i)
     s, t = int(tr.sup[i]), int(tr.trans[i])
     left, right = st.columns(2)
     with left:

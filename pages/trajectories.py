@@ -100,9 +100,11 @@ def view():
     with b2:
         i = st.select_slider("Step (supervision step . transition)", options=list(range(R)), key=step_key,
                              format_func=lambda k: step_names[k])
+        state.set_url(step_key, i)
     left, right = st.columns([1.6, 1])
     with right:
         j = st.number_input(f"Trajectory (0-{n - 1}; or click a marker)", 0, n - 1, key=pick_key)
+        state.set_url(pick_key, j)
         pred = tr.pred[i, j]
         ok = bool(task.is_correct(x[None], pred[None])[0])
         st.markdown(f"Trajectory **{j}** (seed {tr.seeds[j]}) at step **{step_names[i]}** · ends on "
