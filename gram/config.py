@@ -57,6 +57,7 @@ class TrainConfig:
     # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16
     # matmuls (AVX-512 BF16 / AMX), else fp32: on an AVX2-only CPU bf16 matmuls run ~10x slower than fp32
     dtype: str = "auto"
+    compile: bool = False  # torch.compile the supervision step (minutes of compiling first; see bench train)
     eval_every: int = 250
     eval_samples: int = 256  # held-out inputs scored during training (prior, 1 sample)
     ckpt_every: int = 500
