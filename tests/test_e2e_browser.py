@@ -63,13 +63,14 @@ def no_traceback(page):
 def test_every_page_renders(server, chromium, shots):
     page, errors = new_page(chromium)
     for name, charts in PAGES.items():
-        page.goto(f"{server.url}/{name}")
+        page.goto(f"{server.url}/" + ("" if name == "tour" else name))  # the default page lives at /
         if charts:
             testkit.wait_rendered(page, charts=charts)
         else:
             page.get_by_text("Start training").wait_for(timeout=60_000)
             testkit.wait_idle(page)
         no_traceback(page)
+        assert page.get_by_text("Page not found").count() == 0, name
         assert page.locator("[data-testid='stAlertContentError']").count() == 0, name
         page.screenshot(path=str(shots / f"page_{name}.png"), full_page=True)
     assert not errors, errors
