@@ -225,3 +225,18 @@ def test_width_too_large_is_a_clear_error(env):
     cfg.model.D = 4096
     with pytest.raises(compute.UserError, match="GB"):
         compute.check_width(cfg, 128, 48)
+
+
+def test_unconditional_generation_starts_from_a_blank_input(env, tmp_path, monkeypatch):
+    from gram.tasks import task_names
+    if "sudoku_uncond" not in task_names():
+        pytest.skip("no unconditional task installed")
+    root = tmp_path / "ck"
+    testkit.make_checkpoint(root / "sudoku_uncond", "sudoku_uncond", "gram")
+    monkeypatch.setenv("GRAM_CHECKPOINTS", str(root))
+    at = open_page("generation", {"g_task": "sudoku_uncond"})
+    clean(at)
+    assert any("blank" in m.value for m in at.markdown)
+    grid = testkit.figures(at)["gen_grid"]
+    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 12
+    assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(testkit.figures(at)["gen_quality"]))
