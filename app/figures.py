@@ -26,10 +26,12 @@ LATENT_SCALE = "RdBu_r"
 
 
 def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=46 if title else 16, b=10),
+    top = (40 if title else 10) + (30 if legend else 0)  # the title, then the legend row, then the plot
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=top, b=10),
                       font=dict(family=FONT, size=14, color=INK), showlegend=legend,
-                      title=dict(text=title, x=0.01, font=dict(size=17)) if title else None,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1, xanchor="right"),
+                      title=dict(text=title, x=0.01, y=1 - 12 / height, yref="container", yanchor="top",
+                                 font=dict(size=17)) if title else None,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
@@ -235,7 +237,9 @@ def curves(x, series: dict[str, list], title: str, xtitle: str, ytitle: str, col
         fig.add_trace(go.Scatter(x=list(xs), y=list(y), mode="lines+markers", name=name,
                                  line=dict(width=3, color=(colors or {}).get(name, QUALITATIVE[i % len(QUALITATIVE)]),
                                            dash=(dash or {}).get(name, "solid")), marker=dict(size=7)))
-    fig.update_xaxes(title=xtitle, type="log" if log_x else "linear")
+    xs_all = sorted({v for name in series for v in (x[name] if isinstance(x, dict) else x)})
+    fig.update_xaxes(title=xtitle, type="log" if log_x else "linear",
+                     tickvals=xs_all if log_x else None, ticktext=[str(v) for v in xs_all] if log_x else None)
     fig.update_yaxes(title=ytitle, range=list(yrange) if yrange else None)
     return style(fig, title, height=height)
 
@@ -270,7 +274,9 @@ def training_figure(history: list[dict]) -> go.Figure:
                                  line=dict(color=GRAM, width=2, dash="dash"), marker=dict(size=7)), row=1, col=2)
     fig.update_xaxes(title="optimiser step")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    return style(fig, None, height=380)
+    style(fig, None, height=420)
+    fig.update_layout(margin=dict(t=40, b=10), legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, xanchor="left"))
+    return fig
 
 
 def _smooth(y: list, k: int = 9) -> list:
