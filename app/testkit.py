@@ -118,6 +118,6 @@ def wait_rendered(page, timeout_ms: int = 60_000, charts: int = 1) -> None:
 def wait_idle(page, timeout_ms: int = 60_000) -> None:
     """Until Streamlit shows no running indicator."""
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+        " return !w || !(w.innerText.includes('Running') || w.innerText.includes('Stop')); }",
         timeout=timeout_ms)

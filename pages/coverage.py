@@ -87,6 +87,11 @@ with r:
     else:
         st.warning("None of the samples is a valid answer yet: this checkpoint has not learned the task. "
                    "Train longer, or pick a shipped checkpoint.", icon=":material/warning:")
+        targets = compute.known_targets(task.name, cfg.train.seed, x)
+        if targets:
+            st.plotly_chart(figures.board_grid(task, [t.numpy() for t in targets[:24]], None, given=x.numpy(), ncols=4,
+                                               height_per_row=170, title=f"the {len(targets)} answers to find"),
+                            key="cov_gallery", config={"displayModeBar": False})
 if known:
     targets = compute.known_targets(task.name, cfg.train.seed, x)
     missed = [t for s, t in zip(known, targets) if s not in found]
