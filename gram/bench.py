@@ -40,13 +40,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(dtype: torch.dtype, device: str = "cpu", sizes=(256, 512, 1024), m: int = 4096, repeats: int = 5) -> dict:
+def matmul_peak(dtype: torch.dtype, device: str = "cpu", sizes: tuple | None = None, m: int | None = None,
+                repeats: int = 5) -> dict:
     """This machine's matmul throughput (FLOP/s) for (m x n) @ (n x n) products: the best of `repeats` timings
-    per size (the best is the least disturbed by other processes), and the median of all, for the spread."""
+    per size (the best is the least disturbed by other processes), and the median of all, for the spread.
+    A GPU needs far bigger products than a CPU to reach its peak."""
+    cuda = device.startswith("cuda")
+    sizes = sizes or ((1024, 4096, 8192) if cuda else (256, 512, 1024))
+    m = m or (8192 if cuda else 4096)
+    work = 2e13 if cuda else 4e9  # FLOP per timing: long enough to time, short enough on a loaded CPU
     rates = {}
     for n in sizes:
         a, b = torch.randn(m, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-        reps = max(1, int(2e10 / (2 * m * n * n)) if device.startswith("cuda") else int(4e9 / (2 * m * n * n)))
+        reps = max(1, int(work / (2 * m * n * n)))
         a @ b
         timings = []
         for _ in range(repeats):
