@@ -105,7 +105,9 @@ class Guidance(nn.Module):
 
 
 class Posterior(nn.Module):
-    """q(eps | u, y). How y enters is `posterior_input` (see ModelConfig)."""
+    """q(eps | u, y), parameterised as a residual on the prior (as in NVAE): mu_q = mu_p(u) + delta(u, y).
+    delta starts at zero, so q starts equal to p; the KL then measures only what q adds for y, and the
+    prior's own drift costs nothing. How y enters is `posterior_input` (see ModelConfig)."""
 
     def __init__(self, cfg: ModelConfig, L: int):
         super().__init__()
@@ -113,9 +115,10 @@ class Posterior(nn.Module):
         self.residual = cfg.posterior_input == "token"
         self.head = Guidance(cfg)
 
-    def forward(self, u, y_e):
+    def forward(self, u, y_e, mu_p):
         z = rms_norm(u + y_e)
-        return self.head(rms_norm(z + self.mix(z)) if self.residual else self.mix(z))
+        delta, sigma = self.head(rms_norm(z + self.mix(z)) if self.residual else self.mix(z))
+        return mu_p + delta, sigma
 
 
 class TokenCodec(nn.Module):
@@ -236,10 +239,11 @@ class GRAM(nn.Module):
             mu = torch.zeros_like(noise)
             step = Step(h=u, l=l, u=u)
         else:
-            mu, sigma = prior = self.prior(u)
+            g = u if self.cfg.kl_into_core else u.detach()  # see ModelConfig.kl_into_core
+            mu, sigma = prior = self.prior(g)
             step = Step(h=u, l=l, u=u, prior=prior)
             if y_e is not None:
-                step.posterior = self.posterior(u, y_e)
+                step.posterior = self.posterior(g, y_e, prior[0])
                 if use_posterior is None:
                     mu, sigma = step.posterior
                 else:

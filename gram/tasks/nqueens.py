@@ -39,6 +39,9 @@ def solutions(n: int) -> tuple[tuple[int, ...], ...]:
 
 class NQueens(Task):
     multi_solution = True
+    # A fixed small grid: the sequence-MLP mixer learns it several times faster per step than attention
+    # (docs/recipe.md: 44% held-out accuracy after 184 steps on N-Queens-7, where attention had 0%).
+    model_defaults = {"mixer": "mlp"}
 
     def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None):
         self.n, self.remove = n, tuple(remove)
