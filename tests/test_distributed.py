@@ -43,8 +43,9 @@ def snapshot(tr: Trainer) -> dict:
 def assert_close(saved: dict, ref: dict):
     assert set(ref) <= set(saved)
     for k, v in ref.items():
-        # the ranks sum their gradients in another order than one process does: equal to float rounding
-        torch.testing.assert_close(saved[k], v.cpu(), rtol=1e-5, atol=1e-6, msg=k)
+        # the ranks sum their gradients in another order than one process does: equal to float rounding (a
+        # different data or noise stream moves the weights by ~lr = 1e-3 and the carry by O(1))
+        torch.testing.assert_close(saved[k], v.cpu(), rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_two_processes_train_like_one(tmp_path):
