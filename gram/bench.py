@@ -69,11 +69,12 @@ def matmul_peak(dtype: torch.dtype, device: str = "cpu", sizes: tuple | None = N
 
 
 def paper_config(task: str = "nqueens8") -> Config:
-    """The paper's size: D = 512, 8 heads, 2 + 2 layers, SwiGLU x4, K = 4, T = 3 (batch 64 per step here)."""
+    """The paper's size: D = 512, 8 heads, 2 + 2 attention layers, SwiGLU width 8/3 D (TRM's), K = 4, T = 3
+    (batch 64 per step here)."""
     from .train import default_config
     cfg = default_config(task)
     m = cfg.model
-    m.D, m.n_heads, m.n_layers, m.K, m.T, m.mlp_ratio = 512, 8, 2, 4, 3, 4.0
+    m.D, m.n_heads, m.n_layers, m.K, m.T, m.mlp_ratio, m.mixer = 512, 8, 2, 4, 3, 8 / 3, "attn"
     cfg.train.batch = 64
     return cfg
 

@@ -60,7 +60,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if head[:2] == b"\x80\x02" or head[:2] == b"PK":
         raise CheckpointError(f"{path}: a pickle/zip file (e.g. torch.save), not safetensors; refusing to unpickle it")
     try:
-        return load_file(str(path))
+        return {k: v.clone() for k, v in load_file(str(path)).items()}  # detach from the file's memory map
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or foreign?): {e}") from None
 

@@ -46,7 +46,7 @@ def cmd_train(args) -> None:
         tr = Trainer(cfg, out=out)
     t = tr.cfg.train
     bar = tqdm(total=t.steps, initial=tr.step, desc=f"train {t.task} ({tr.cfg.model.mode})", file=sys.stderr,
-               dynamic_ncols=True)
+               dynamic_ncols=True, disable=not tr.world.main)  # under torchrun, rank 0 reports
     last_eval: dict = {}
 
     def report(log: dict) -> None:
@@ -71,7 +71,8 @@ def cmd_train(args) -> None:
               file=sys.stderr)
         sys.exit(130)
     bar.close()
-    _json_line({"checkpoint": str(out), **tr.card()})
+    if tr.world.main:
+        _json_line({"checkpoint": str(out), **tr.card()})
 
 
 # --- eval -------------------------------------------------------------------------------------

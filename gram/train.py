@@ -72,7 +72,7 @@ def detect_leak(history: list[dict], patience: int, gap: float = 0.5) -> bool:
     evals = [r for r in history if "prior_accuracy" in r and "posterior_accuracy" in r]
     if len(evals) < patience:
         return False
-    return all(r["posterior_accuracy"] - r["prior_accuracy"] >= gap for r in evals[-patience:])
+    return all(r["posterior_accuracy"] - r["prior_accuracy"] >= gap - 1e-9 for r in evals[-patience:])
 
 
 LEAK_WARNING = ("warning: the posterior (which sees the answer) is right but the prior (what inference uses) is "
@@ -246,8 +246,9 @@ class Trainer:
             loss = sums["loss"] / total["rows"].clamp(min=1) + sums["head_loss"] / total["heads_rows"].clamp(min=1)
             if w.size > 1:
                 loss = loss * w.size  # DDP averages the ranks' gradients; the global loss is their sum
+        lr = self._lr()
         for g in self.opt.param_groups:
-            g["lr"] = self._lr()
+            g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         with record_function("backward"):
             loss.backward()
@@ -266,7 +267,7 @@ class Trainer:
         if gram and t.prior_frac > 0:
             logs["train_prior_accuracy"] = mean("prior_correct", "prior_rows")
         logs.update(head_loss=mean("head_loss", "heads_rows"), grad_norm=grad_norm)
-        return {"step": self.step, **logs, "lr": self._lr()}
+        return {"step": self.step, **logs, "lr": lr}
 
     @staticmethod
     def _floats(logs: list[dict]) -> list[dict]:
@@ -376,6 +377,9 @@ class Trainer:
             "wall_seconds": round(self.wall, 1),
             "device": device if self.world.size == 1 else f"{self.world.size} x {device}",
             "parameters": count_parameters(self.model),
+            # config.json holds the whole recipe, seed included; with a constant learning rate, stopping
+            # at step N equals a run of N steps (evaluation and saving draw from no training stream)
+            "command": f"python -m gram train --config {self.out or 'DIR'}/config.json --steps {self.step} --out DIR",
             "metrics": {"held_out_prior_accuracy_1_sample": evals[-1]["prior_accuracy"]} if evals else {},
             "metrics_note": f"prior accuracy on {len(self.eval_split)} held-out inputs at the last training evaluation; "
                             "run `python -m gram eval --checkpoint DIR --card` for the full test split",

@@ -190,7 +190,6 @@ def test_warmup_and_decay_groups():
         assert (id(p) in decayed) == should, name
 
 
-@pytest.mark.xfail(strict=True, reason="train.py logs the next step's learning rate (self._lr() after step += 1)")
 def test_logged_lr_is_the_rate_used():
     tr = Trainer(tiny_config("warmup=4", "lr=0.01"))
     for _ in range(3):

@@ -86,8 +86,8 @@ class NQueens(Task):
 
     def is_correct(self, x, pred):
         queen = (pred == QUEEN).long()  # (B, S); anything else counts as empty
-        counts = torch.zeros(len(pred), self.n_lines, dtype=torch.long)
-        for line in self.lines:  # 4 line families, each a scatter over the board
+        counts = torch.zeros(len(pred), self.n_lines, dtype=torch.long, device=pred.device)
+        for line in self.lines.to(pred.device):  # 4 line families, each a scatter over the board
             counts.scatter_add_(1, line.expand_as(queen), queen)
         rows_cols = counts[:, : 2 * self.n]
         diags = counts[:, 2 * self.n:]

@@ -127,7 +127,7 @@ def generate_puzzle(rng: random.Random, clues: int = 30) -> tuple[list[int], lis
 # --- validity, in torch -----------------------------------------------------------------------------
 def valid_grids(pred: torch.Tensor) -> torch.Tensor:
     """(B, 81) tokens -> (B,) every row, column and box holds the digits 1-9 once."""
-    return (pred[:, UNITS].sort(-1).values == torch.arange(2, 11)).all(-1).all(-1)
+    return (pred[:, UNITS.to(pred.device)].sort(-1).values == torch.arange(2, 11, device=pred.device)).all(-1).all(-1)
 
 
 def keeps_givens(x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
