@@ -63,7 +63,8 @@ def cmd_train(args) -> None:
         bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
 
     try:
-        tr.fit(callback=report, warn=lambda msg: tqdm.write(msg, file=sys.stderr))
+        tr.fit(callback=report, warn=lambda msg: tqdm.write(msg, file=sys.stderr),
+               max_seconds=None if args.minutes is None else 60 * args.minutes)
     except KeyboardInterrupt:
         tr.save()
         bar.close()
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="a config JSON (as in a checkpoint's config.json)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set beta=0.5")
     t.add_argument("--steps", type=int, help="total optimiser steps (also extends a resumed run)")
+    t.add_argument("--minutes", type=float, help="stop after this much training time (evaluation excluded); "
+                   "the card records the steps reached, which reproduce the run")
     t.add_argument("--out", required=True, help="checkpoint directory")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
     t.set_defaults(func=cmd_train)
