@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,17 @@ def _json_line(obj) -> None:
 
 
 # --- train ------------------------------------------------------------------------------------
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_train(args) -> None:
     from tqdm import tqdm
+
+    # Ctrl-C, `kill` and a job started in the background (where SIGINT arrives ignored) all end in the
+    # KeyboardInterrupt handler below, which saves: an interrupted run loses nothing.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     from .train import Trainer, default_config
 
