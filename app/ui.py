@@ -1,5 +1,6 @@
 """UI pieces shared by the pages: page header, the 'no checkpoint yet' card with one-click training, the
-puzzle picker (preset / random test puzzle / typed), and `guard`, which turns any error into a message."""
+puzzle picker (preset / random test puzzle / typed), the checkpoint loader, the play/pause step scrubber, and
+`guard`, which turns any error into a message."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,7 @@ import traceback
 import streamlit as st
 import torch
 
-from app import state
+from app import compute, state
 from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
@@ -85,6 +86,52 @@ def need_checkpoint(sel: dict, what: str = "this page"):
                      key="quick_train"):
             start_quick_training(task, mode)
     st.stop()
+
+
+def load_model(sel: dict, task, what: str = "this page"):
+    """The selected checkpoint loaded for `task`: (ck, model, cfg, card); stops the page when there is none
+    (after the one-click training card) or it does not load (after the error)."""
+    ck = need_checkpoint(sel, what)
+    model = None
+    with guard("the checkpoint"):
+        model, cfg, card = compute.load(ck, task.name)
+    if model is None:
+        st.stop()
+    return ck, model, cfg, card
+
+
+def step_key(prefix: str, R: int) -> str:
+    """The URL-bound `<prefix>_step` index into R steps (last step by default), clamped to the current run."""
+    key = state_key(prefix, "step", R - 1, int, valid=lambda v: 0 <= v < R)
+    if st.session_state[key] >= R:
+        st.session_state[key] = R - 1
+    return key
+
+
+def play_fragment(prefix: str):
+    """st.fragment that reruns every 0.8 s while `<prefix>_playing` is on; use as a decorator."""
+    return st.fragment(run_every=0.8 if st.session_state.get(f"{prefix}_playing", False) else None)
+
+
+def play_scrubber(prefix: str, key: str, labels: list[str], label: str) -> int:
+    """Play/Pause button and step slider (bound to `key` and the URL), for inside a `play_fragment`: while
+    playing, each tick advances one step, wrapping around. Returns the chosen step index."""
+    playing = bool(st.session_state.get(f"{prefix}_playing", False))
+    R = len(labels)
+    now = time.monotonic()
+    if playing and now - st.session_state.get(f"{prefix}_last_tick", 0) > 0.6:
+        st.session_state[key] = (st.session_state[key] + 1) % R
+        st.session_state[f"{prefix}_last_tick"] = now
+    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
+    with b1:
+        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+                     key=f"{prefix}_play_btn", use_container_width=True):
+            st.session_state[f"{prefix}_playing"] = not playing
+            st.rerun(scope="app")
+    with b2:
+        i = st.select_slider(label, options=list(range(R)), key=key, format_func=lambda k: labels[k])
+        state.set_url(key, i)
+    return i
 
 
 def need_partner(sel: dict, mode: str, key: str):

@@ -15,12 +15,7 @@ ui.header("Coverage of the answer space",
           "A multi-solution puzzle has several valid completions. Sample N trajectories and count the distinct valid "
           "answers they reach. A deterministic recursion gives the same answer every time; GRAM's learned noise "
           "lets width buy coverage.")
-ck = ui.need_checkpoint(sel, "the coverage view")
-model = None
-with ui.guard("the checkpoint"):
-    model, cfg, card = compute.load(ck, task.name)
-if model is None:
-    st.stop()
+ck, model, cfg, card = ui.load_model(sel, task, "the coverage view")
 
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:

@@ -3,7 +3,6 @@ against depth. Unconditional tasks (MNIST digits, unconditional Sudoku) start fr
 conditional tasks show N completions of one puzzle taking shape."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import streamlit as st
@@ -32,12 +31,7 @@ if empty is None:
             st.rerun()
     else:
         st.caption(msg + " (Unconditional MNIST and Sudoku generation appear here once those tasks are installed.)")
-ck = ui.need_checkpoint(sel, "generation")
-model = None
-with ui.guard("the checkpoint"):
-    model, cfg, card = compute.load(ck, task.name)
-if model is None:
-    st.stop()
+ck, model, cfg, card = ui.load_model(sel, task, "generation")
 
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
@@ -64,27 +58,12 @@ valid_rate = np.array([task.is_correct(x[None].expand(n, -1), tr.pred[k]).float(
 distinct = np.array([len({tuple(r) for r in tr.pred[k].tolist()}) for k in range(R)])
 conf = tr.probs.float().max(-1).values.mean((1, 2)).numpy()
 
-step_key = ui.state_key("gen", "step", R - 1, int, valid=lambda v: 0 <= v < R)
-if st.session_state[step_key] >= R:
-    st.session_state[step_key] = R - 1
-playing = bool(st.session_state.get("gen_playing", False))
+step_key = ui.step_key("gen", R)
 
 
-@st.fragment(run_every=0.8 if playing else None)
+@ui.play_fragment("gen")
 def grid():
-    now = time.monotonic()
-    if playing and now - st.session_state.get("gen_last_tick", 0) > 0.6:
-        st.session_state[step_key] = (st.session_state[step_key] + 1) % R
-        st.session_state["gen_last_tick"] = now
-    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
-    with b1:
-        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
-                     key="gen_play_btn", use_container_width=True):
-            st.session_state["gen_playing"] = not playing
-            st.rerun(scope="app")
-    with b2:
-        i = st.select_slider("Supervision step", options=list(range(R)), key=step_key, format_func=lambda k: names[k])
-        state.set_url(step_key, i)
+    i = ui.play_scrubber("gen", step_key, names, "Supervision step")
     ok = task.is_correct(x[None].expand(n, -1), tr.pred[i]).tolist()
     titles = [f"#{j} {'✓' if v else '✗'}" for j, v in enumerate(ok)]
     left, right = st.columns([1.5, 1])

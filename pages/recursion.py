@@ -1,7 +1,6 @@
 """Recursion: step through one trajectory, transition by transition, GRAM and deterministic side by side."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import streamlit as st
@@ -15,12 +14,7 @@ ui.header("Recursion, step by step",
           "One puzzle, one trajectory. Scrub through supervision steps and transitions: watch the board's "
           "per-cell probabilities firm up, the high-level latent <i>h</i> change, and the value and halting heads "
           "decide when the answer is good. On the right, a deterministic recursion on the same puzzle.")
-ck = ui.need_checkpoint(sel, "the recursion view")
-model = None
-with ui.guard("the checkpoint"):
-    model, cfg, card = compute.load(ck, task.name)
-if model is None:
-    st.stop()
+ck, model, cfg, card = ui.load_model(sel, task, "the recursion view")
 
 c1, c2, c3 = st.columns([2.2, 1, 1])
 with c1:
@@ -49,10 +43,7 @@ if pck is not None:
 
 labels = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
 R = len(labels)
-step_key = ui.state_key("rec", "step", R - 1, int, valid=lambda v: 0 <= v < R)
-if st.session_state[step_key] >= R:
-    st.session_state[step_key] = R - 1
-playing = bool(st.session_state.get("rec_playing", False))
+step_key = ui.step_key("rec", R)
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 h0 = model.h0.float().numpy()
 
@@ -62,22 +53,9 @@ def verdict(pred) -> str:
     return "<span class='gram-pill ok'>valid answer</span>" if ok else "<span class='gram-pill bad'>not valid yet</span>"
 
 
-@st.fragment(run_every=0.8 if playing else None)
+@ui.play_fragment("rec")
 def scrubber():
-    now = time.monotonic()
-    if playing and now - st.session_state.get("rec_last_tick", 0) > 0.6:
-        st.session_state[step_key] = (st.session_state[step_key] + 1) % R
-        st.session_state["rec_last_tick"] = now
-    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
-    with b1:
-        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
-                     key="rec_play_btn", use_container_width=True):
-            st.session_state["rec_playing"] = not playing
-            st.rerun(scope="app")
-    with b2:
-        i = st.select_slider("Step (supervision step . transition)", options=list(range(R)), key=step_key,
-                             format_func=lambda k: labels[k])
-        state.set_url(step_key, i)
+    i = ui.play_scrubber("rec", step_key, labels, "Step (supervision step . transition)")
     s, t = int(tr.sup[i]), int(tr.trans[i])
     left, right = st.columns(2)
     with left:

@@ -15,12 +15,7 @@ ui.header("Majority vote or the value head?",
           "Width scaling draws N answers and keeps one. <b>Majority vote</b> keeps the most frequent answer; "
           "<b>LPRM</b> keeps the answer whose latent state the value head scores highest. Both see exactly the same "
           "samples here, on a fixed batch of held-out puzzles.")
-ck = ui.need_checkpoint(sel, "the selection view")
-model = None
-with ui.guard("the checkpoint"):
-    model, cfg, card = compute.load(ck, task.name)
-if model is None:
-    st.stop()
+ck, model, cfg, card = ui.load_model(sel, task, "the selection view")
 
 c1, c2, c3 = st.columns(3)
 with c1:

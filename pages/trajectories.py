@@ -1,7 +1,6 @@
 """Trajectories: N sampled latent trajectories on one puzzle, projected by PCA, coloured by their answer."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import plotly.graph_objects as go
@@ -17,12 +16,7 @@ ui.header("Trajectories diverge",
           "<i>h</i> over all transitions, projected on principal components fitted once on every state of the run "
           "(fixed axes). Colour = the answer it ends on. Pick a trajectory to see its board, or branch new "
           "continuations from any step.")
-ck = ui.need_checkpoint(sel, "the trajectory view")
-model = None
-with ui.guard("the checkpoint"):
-    model, cfg, card = compute.load(ck, task.name)
-if model is None:
-    st.stop()
+ck, model, cfg, card = ui.load_model(sel, task, "the trajectory view")
 
 c1, c2, c3, c4 = st.columns([2, 1.2, 1, 0.8])
 with c1:
@@ -62,9 +56,7 @@ m2.metric("valid answers", f"{n_valid}/{n}")
 m3.metric("distinct valid answers", distinct_valid if not known else f"{distinct_valid} of {len(known)}")
 m4.metric("variance shown by PC1+PC2", f"{100 * float(proj.explained[:2].sum()):.1f}%")
 
-step_key = ui.state_key("traj", "step", R - 1, int, valid=lambda v: 0 <= v < R)
-if st.session_state[step_key] >= R:
-    st.session_state[step_key] = R - 1
+step_key = ui.step_key("traj", R)
 pick_key = ui.state_key("traj", "pick", 0, int, valid=lambda v: 0 <= v < compute.MAX_WIDTH)
 if st.session_state[pick_key] >= n:
     st.session_state[pick_key] = 0
@@ -82,25 +74,11 @@ if pts and "customdata" in pts[0]:
         j = int(cd[0] if isinstance(cd, (list, tuple)) else cd)
         if 0 <= j < n:
             st.session_state[pick_key] = j
-playing = bool(st.session_state.get("traj_playing", False))
 
 
-@st.fragment(run_every=0.8 if playing else None)
+@ui.play_fragment("traj")
 def view():
-    now = time.monotonic()
-    if playing and now - st.session_state.get("traj_last_tick", 0) > 0.6:
-        st.session_state[step_key] = (st.session_state[step_key] + 1) % R
-        st.session_state["traj_last_tick"] = now
-    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
-    with b1:
-        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
-                     key="traj_play_btn", use_container_width=True):
-            st.session_state["traj_playing"] = not playing
-            st.rerun(scope="app")
-    with b2:
-        i = st.select_slider("Step (supervision step . transition)", options=list(range(R)), key=step_key,
-                             format_func=lambda k: step_names[k])
-        state.set_url(step_key, i)
+    i = ui.play_scrubber("traj", step_key, step_names, "Step (supervision step . transition)")
     left, right = st.columns([1.6, 1])
     with right:
         j = st.number_input(f"Trajectory (0-{n - 1}; or click a marker)", 0, n - 1, key=pick_key)
