@@ -128,7 +128,7 @@ def test_bench_train_tiny():
     for row in rows:
         assert row["D"] == 32 and row["batch"] == 4
         assert row["samples_x_sup_steps_per_s"] > 0 and row["seconds_per_step"] > 0
-        assert row["peak_rss_mb"] > 0 and row["parameters"] > 0
+        assert row["peak_memory_mb"] > 0 and row["parameters"] > 0
 
 
 # --- errors: exit code 2 and one line ----------------------------------------------------------------------
