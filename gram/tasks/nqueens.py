@@ -43,8 +43,11 @@ class NQueens(Task):
     # (docs/recipe.md: 44% held-out accuracy after 184 steps on N-Queens-7, where attention had 0%).
     model_defaults = {"mixer": "mlp"}
 
-    def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None):
+    def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None, beta: float = 1.0):
         self.n, self.remove = n, tuple(remove)
+        # beta per task, as in the paper: on N-Queens-8 beta 1 let the posterior leak a "which solution"
+        # code late in training; beta 2 held (docs/recipe.md)
+        self.train_defaults = {"beta": beta}
         self.name = name or f"nqueens{n}"
         self.seq_len, self.vocab = n * n, 3
         r, c = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
