@@ -46,7 +46,7 @@ class NQueens(Task):
     def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None, beta: float = 1.0):
         self.n, self.remove = n, tuple(remove)
         # beta per task, as in the paper: on N-Queens-8 beta 1 let the posterior leak a "which solution"
-        # code late in training; beta 2 held (docs/recipe.md)
+        # code from ~step 750 on; beta 2 delays it (91.8% at step 1,762; docs/recipe.md)
         self.train_defaults = {"beta": beta}
         self.name = name or f"nqueens{n}"
         self.seq_len, self.vocab = n * n, 3
