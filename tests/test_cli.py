@@ -144,6 +144,17 @@ def test_bad_input_subprocess(tiny_checkpoint):
 BOARD = "Q......./......../......../......../......../......../......../........"
 
 
+def assert_one_line_error(capsys, argv, words):
+    """The command exits 2 with one line on stderr, `error: ...`, naming each of `words`."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    for w in words:
+        assert w in err[0]
+
+
 @pytest.mark.parametrize("argv,words", [
     (["sample", "--input", "Q......./........"], ["8 rows of 8"]),
     (["sample", "--input", BOARD.replace("Q", "K")], ["unknown character"]),
@@ -155,14 +166,7 @@ BOARD = "Q......./......../......../......../......../......../......../........
     (["eval", "--limit", "0"], ["--limit"]),
 ])
 def test_bad_input_on_the_checkpoint(tiny_checkpoint, capsys, argv, words):
-    argv = [argv[0], "--checkpoint", str(tiny_checkpoint), *argv[1:]]
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:"), err
-    for w in words:
-        assert w in err[0]
+    assert_one_line_error(capsys, [argv[0], "--checkpoint", str(tiny_checkpoint), *argv[1:]], words)
 
 
 @pytest.mark.parametrize("argv,words", [
@@ -178,14 +182,7 @@ def test_bad_input_on_the_checkpoint(tiny_checkpoint, capsys, argv, words):
     (["train", "--steps", "0", "--out", "{tmp}/x"], ["--steps"]),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, words):
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:"), err
-    for w in words:
-        assert w in err[0]
+    assert_one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], words)
     assert not (tmp_path / "x" / "model.safetensors").exists()
 
 
