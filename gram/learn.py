@@ -33,11 +33,9 @@ def learn(task: str, mode: str, minutes: float, seed: int = 0, overrides: list[s
     for k in range(1, evals + 1):
         tr.fit(max_seconds=budget * k / evals - tr.wall, steps=10**9)
         ev = tr.evaluate()
-        last = [r for r in tr.history[-20:] if "kl" in r]
         row = {"minutes": round(tr.wall / 60, 2), "step": tr.step, "prior_accuracy": ev["prior_accuracy"],
                "posterior_accuracy": ev["posterior_accuracy"],
-               "true_kl": sum(r["kl"] for r in last) / len(last) if last else 0.0,
-               "ce": sum(r["ce"] for r in tr.history[-20:] if "ce" in r) / max(1, len([r for r in tr.history[-20:] if "ce" in r]))}
+               "true_kl": _recent_mean(tr.history, "kl"), "ce": _recent_mean(tr.history, "ce")}
         curve.append(row)
         log(f"[{mode}] {row['minutes']:6.2f} min  step {row['step']:6d}  prior {row['prior_accuracy']:.3f}  "
             f"posterior {row['posterior_accuracy']:.3f}  ce {row['ce']:.4f}  kl {row['true_kl']:.4f}")
@@ -54,6 +52,12 @@ def learn(task: str, mode: str, minutes: float, seed: int = 0, overrides: list[s
     return {"prior_accuracy": curve[-1]["prior_accuracy"], "minutes_to_50": first(0.5), "minutes_to_90": first(0.9),
             "posterior_accuracy": curve[-1]["posterior_accuracy"], "true_kl": round(curve[-1]["true_kl"], 5),
             "multi_coverage": cov, "steps": tr.step, "curve": curve}
+
+
+def _recent_mean(history: list[dict], key: str, n: int = 20) -> float:
+    """Mean of `key` over the training logs among the last n records (0 when none has it, e.g. no KL)."""
+    vals = [r[key] for r in history[-n:] if key in r]
+    return sum(vals) / len(vals) if vals else 0.0
 
 
 def cmd_learn(args) -> None:
