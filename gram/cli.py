@@ -192,9 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
 
-    from . import bench, scale
+    from . import bench, reproduce, scale
     bench.add_parser(sub)
     scale.add_parser(sub)
+    reproduce.add_parser(sub)
     return p
 
 

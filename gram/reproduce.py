@@ -1,0 +1,526 @@
+"""`python -m gram reproduce [--quick]`: the paper's six qualitative claims, measured on the shipped checkpoints.
+
+Writes OUT/report.md and one offline Plotly HTML file per figure (plotly.js sits once beside them). Every
+claim ends in checks computed from the numbers in the report, never written in by hand: a claim "holds"
+when all its checks pass, "partly" when some do, and a checkpoint that is missing is named, not faked.
+
+`--quick` reads fewer held-out inputs and samples (minutes on a CPU; the test suite runs it); the full run
+reads every held-out input with 20 samples, like the cards. `python -m gram results` prints the README's
+table of card metrics beside the paper's, and `--write README.md` puts it between the README's markers.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .analysis import compare_models
+from .checkpoint import load_checkpoint, read_json
+from .rollout import rollout, sample
+from .scale import scale_table
+from .tasks import evaluate_samples, get_task
+
+
+@dataclass(frozen=True)
+class Budget:
+    inputs: int | None  # held-out inputs per conditional task (None: all)
+    samples: int  # trajectories per input
+    images: int  # unconditional samples (MNIST)
+    depth: int  # deepest supervision step for the depth curves
+
+
+QUICK = Budget(inputs=32, samples=16, images=64, depth=8)
+FULL = Budget(inputs=None, samples=20, images=500, depth=16)
+
+
+@dataclass
+class Claim:
+    title: str
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # Markdown: tables and sentences with the numbers
+    figures: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        passed = sum(ok for _, ok in self.checks)
+        if not self.checks:
+            return "not measured"
+        return "holds" if passed == len(self.checks) else "partly" if passed else "does not hold"
+
+
+class Shipped:
+    """The checkpoints directory, each model loaded once."""
+
+    def __init__(self, root: str | Path):
+        self.root, self._cache = Path(root), {}
+
+    def get(self, name: str):
+        """(model, cfg) or None when the checkpoint is absent; a broken one raises CheckpointError."""
+        if name not in self._cache:
+            d = self.root / name
+            self._cache[name] = load_checkpoint(d)[:2] if (d / "model.safetensors").is_file() else None
+        return self._cache[name]
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _table(header: list[str], rows: list[list], pct: tuple[int, ...] = ()) -> list[str]:
+    """A Markdown table; the columns at indices `pct` are shares shown as percentages."""
+    def cell(j, v):
+        return _pct(v) if j in pct else f"{v:.3g}" if isinstance(v, float) else str(v)
+    rows = [[cell(j, v) for j, v in enumerate(r)] for r in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _held_out(task, cfg, budget: Budget, seed: int):
+    """The test split, or a seeded random subset of it (the split's first inputs are not a fair sample)."""
+    split = task.split("test", cfg.train.seed)
+    if budget.inputs is None or budget.inputs >= len(split):
+        return split
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[: budget.inputs]
+    return split.subset(pick.sort().values)
+
+
+# --- claims 1-3: width, on the multi-solution tasks ---------------------------------------------------
+PAIRS = (("nqueens8", "nqueens8-deterministic"), ("nqueens7", "nqueens7-deterministic"),
+         ("graph_coloring8", "graph_coloring8-deterministic"))
+
+
+def width_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+    """Per GRAM checkpoint with a deterministic twin: both sampled the same way (gram.analysis.compare_models)."""
+    runs = {}
+    for g, d in PAIRS:
+        a, b = ck.get(g), ck.get(d)
+        if a is None or b is None:
+            runs[g] = {"missing": [n for n, m in ((g, a), (d, b)) if m is None]}
+            continue
+        task = get_task(a[1].train.task)
+        split = _held_out(task, a[1], budget, seed)
+        runs[g] = compare_models(a[0], b[0], task, split, n=budget.samples, n_sup=a[1].train.n_sup, seed=seed)
+        runs[g]["inputs"] = len(split)
+    return runs
+
+
+def claim_coverage(runs: dict) -> Claim:
+    c = Claim("GRAM covers more of the valid solutions than deterministic recursion")
+    rows = []
+    for name, r in runs.items():
+        if "missing" in r:
+            c.missing += r["missing"]
+            continue
+        for mode in ("gram", "deterministic"):
+            m = r[mode]
+            rows.append([name, mode, r["inputs"], m["accuracy"], m["coverage"], m["multi_coverage"], m["distinct"]])
+        # on inputs with one answer coverage is accuracy; the claim is about inputs with several
+        g, d = r["gram"]["multi_coverage"], r["deterministic"]["multi_coverage"]
+        c.checks.append((f"{name}: coverage of inputs with several answers, GRAM {_pct(g)} > deterministic {_pct(d)}", g > d))
+    c.lines += _table(["checkpoint", "mode", "inputs", "accuracy", "coverage", "coverage (several answers)", "distinct answers"],
+                      rows, pct=(3, 4, 5))
+    c.lines += ["", "Coverage = distinct valid answers found / all valid answers, averaged over inputs."]
+    return c
+
+
+def claim_width(runs: dict) -> Claim:
+    c = Claim("Accuracy and coverage grow with the number of sampled trajectories")
+    for name, r in runs.items():
+        if "missing" in r:
+            c.missing += r["missing"]
+            continue
+        cv = r["gram"]["curves"]
+        c.lines += [f"**{name}** (GRAM, {r['inputs']} held-out inputs)", ""]
+        c.lines += _table(["N", "pass@N", "vote@N", "LPRM@N", "coverage@N", "distinct answers"],
+                          [[n, cv["oracle"][i], cv["vote"][i], cv["lprm"][i], cv["coverage"][i], cv["distinct"][i]]
+                           for i, n in enumerate(cv["n"])], pct=(1, 2, 3, 4)) + [""]
+        # accuracy@1 is the mean over all N samples (the expected accuracy of one), not the first sample's luck
+        n, acc1 = cv["n"][-1], cv["mean"][-1]
+        c.checks.append((f"{name}: coverage@{n} {_pct(cv['coverage'][-1])} > coverage@1 {_pct(cv['coverage'][0])}",
+                         cv["coverage"][-1] > cv["coverage"][0]))
+        c.checks.append((f"{name}: pass@{n} {_pct(cv['oracle'][-1])} > accuracy@1 {_pct(acc1)}", cv["oracle"][-1] > acc1))
+        c.checks.append((f"{name}: best of vote@{n} {_pct(cv['vote'][-1])} and LPRM@{n} {_pct(cv['lprm'][-1])} > accuracy@1 {_pct(acc1)}",
+                         max(cv["vote"][-1], cv["lprm"][-1]) > acc1))
+    return c
+
+
+def claim_lprm(runs: dict, sudoku: dict | None, tolerance: float) -> Claim:
+    c = Claim("LPRM selection matches or beats majority voting")
+    c.lines += [f"'Matches' means within {_pct(tolerance)} (a few inputs' worth at these sizes).", ""]
+    rows = []
+    sources = [(n, r["gram"]["curves"]) for n, r in runs.items() if "missing" not in r]
+    if sudoku is not None and "missing" not in sudoku:
+        sources.append(("sudoku", sudoku["width"]))
+    for name, cv in sources:
+        for i, n in enumerate(cv["n"]):
+            if n > 1:
+                rows.append([name, n, cv["vote"][i], cv["lprm"][i]])
+        c.checks.append((f"{name}: LPRM@{cv['n'][-1]} {_pct(cv['lprm'][-1])} vs vote {_pct(cv['vote'][-1])}",
+                         cv["lprm"][-1] >= cv["vote"][-1] - tolerance))
+    c.missing += [m for r in runs.values() for m in r.get("missing", [])] + (sudoku or {}).get("missing", [])
+    c.lines += _table(["checkpoint", "N", "vote", "LPRM"], rows, pct=(2, 3))
+    return c
+
+
+# --- claims 4-5: MNIST and Sudoku --------------------------------------------------------------------
+def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+    """Per MNIST checkpoint: images at every supervision step up to budget.depth, from one rollout."""
+    out = {}
+    task = get_task("mnist")
+    for name in ("mnist", "mnist-deterministic"):
+        got = ck.get(name)
+        if got is None:
+            out[name] = {"missing": [name]}
+            continue
+        model, cfg = got
+        x = task.empty_input().expand(budget.images, -1)
+        tr = rollout(model, x, n_sup=budget.depth, seeds=list(range(seed, seed + budget.images)), record="steps", latents="pooled")
+        depths = sorted({1, 2, 4, 8, 16, 32, cfg.train.n_sup, budget.depth} & set(range(1, budget.depth + 1)))
+        by_depth = {d: task.quality((tr.pred[tr.at(d)] == 2).long()) for d in depths}
+        pixels = (tr.pred[tr.at(cfg.train.n_sup)] == 2).long()
+        out[name] = {"mode": cfg.model.mode, "n_sup": cfg.train.n_sup, "pixels": pixels,
+                     "distinct": len(pixels.unique(dim=0)), **by_depth[cfg.train.n_sup],
+                     "depths": depths, "is_by_depth": [by_depth[d]["inception_score"] for d in depths]}
+    return out
+
+
+def claim_collapse(mn: dict) -> Claim:
+    c = Claim("Deterministic recursion collapses on MNIST while GRAM generates varied digits")
+    g, d = mn["mnist"], mn["mnist-deterministic"]
+    c.missing += g.get("missing", []) + d.get("missing", [])
+    if "missing" in g or "missing" in d:
+        return c
+    n = len(g["pixels"])
+    c.lines += _table(["checkpoint", "mode", "samples", "distinct images", "inception score", "Frechet distance"],
+                      [[k, v["mode"], n, v["distinct"], v["inception_score"], v["frechet_distance"]] for k, v in mn.items()])
+    c.lines += ["", f"Real held-out digits under the same classifier: IS {g['reference_inception_score']:.2f}, "
+                f"FD {g['reference_frechet_distance']:.1f} ({g['reference_n']} digits)."]
+    c.checks.append((f"distinct images: GRAM {g['distinct']} > deterministic {d['distinct']}", g["distinct"] > d["distinct"]))
+    c.checks.append((f"inception score: GRAM {g['inception_score']:.2f} > deterministic {d['inception_score']:.2f}",
+                     g["inception_score"] > d["inception_score"]))
+    return c
+
+
+def sudoku_run(ck: Shipped, budget: Budget, seed: int) -> dict:
+    got = ck.get("sudoku")
+    if got is None:
+        return {"missing": ["sudoku"]}
+    model, cfg = got
+    task = get_task(cfg.train.task)
+    split = _held_out(task, cfg, budget, seed)
+    depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth})
+    rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
+    at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
+    width = {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)] for k in ("vote", "lprm", "oracle")}}
+    return {"inputs": len(split), "depths": depths, "width": width,
+            "mean_by_depth": [at(d, 1, "mean") for d in depths], "lprm_by_depth": [at(d, budget.samples, "lprm") for d in depths]}
+
+
+def claim_depth(mn: dict, sd: dict) -> Claim:
+    c = Claim("Quality grows with recursion depth at inference")
+    g = mn["mnist"]
+    if "missing" in g:
+        c.missing += g["missing"]
+    else:
+        c.lines += ["**MNIST** (GRAM): inception score of the same trajectories read at each supervision step", ""]
+        c.lines += _table(["depth", "inception score"], [[d, v] for d, v in zip(g["depths"], g["is_by_depth"])]) + [""]
+        c.checks.append((f"MNIST: IS at depth {g['n_sup']} {g['inception_score']:.2f} > IS at depth 1 {g['is_by_depth'][0]:.2f}",
+                         g["inception_score"] > g["is_by_depth"][0]))
+    if "missing" in sd:
+        c.missing += sd["missing"]
+    else:
+        c.lines += [f"**Sudoku** ({sd['inputs']} held-out puzzles): exact match per sample, and of the LPRM's pick "
+                    f"among {sd['width']['n'][-1]}", ""]
+        c.lines += _table(["depth", "per sample", "LPRM pick"], [[d, a, b] for d, a, b in zip(sd["depths"], sd["mean_by_depth"], sd["lprm_by_depth"])],
+                          pct=(1, 2))
+        deepest = sd["lprm_by_depth"][-1]
+        c.checks.append((f"Sudoku: LPRM pick at depth {sd['depths'][-1]} {_pct(deepest)} > depth 1 {_pct(sd['lprm_by_depth'][0])}",
+                         deepest > sd["lprm_by_depth"][0]))
+    return c
+
+
+# --- claim 6: ablations ------------------------------------------------------------------------------
+ABLATION = ("nqueens7", "nqueens7-noise", "nqueens7-deterministic")
+
+
+def claim_ablation(ck: Shipped, budget: Budget, seed: int) -> tuple[Claim, dict]:
+    c = Claim("Ablations on N-Queens: noise without a learned mean, and no noise, both lose to full GRAM")
+    res = {}
+    for name in ABLATION:
+        got = ck.get(name)
+        if got is None:
+            c.missing.append(name)
+            continue
+        model, cfg = got
+        task = get_task(cfg.train.task)
+        split = _held_out(task, cfg, budget, seed)
+        samples, values = sample(model, split.inputs, budget.samples, seed=seed, n_sup=cfg.train.n_sup)
+        res[name] = {"mode": cfg.model.mode, "inputs": len(split), **evaluate_samples(task, split, samples, values)}
+    if c.missing:
+        return c, res
+    c.lines += _table(["checkpoint", "mode", "inputs", "accuracy", "vote", "LPRM", "coverage", "coverage (several answers)"],
+                      [[k, v["mode"], v["inputs"], v["accuracy"], v["accuracy_vote"], v["accuracy_lprm"], v["coverage"],
+                        v["multi_coverage"]] for k, v in res.items()], pct=(3, 4, 5, 6, 7))
+    full = res[ABLATION[0]]
+    for name in ABLATION[1:]:
+        for key, label in (("accuracy", "accuracy"), ("multi_coverage", "coverage (several answers)")):
+            c.checks.append((f"{label}: GRAM {_pct(full[key])} > {name} {_pct(res[name][key])}", full[key] > res[name][key]))
+    return c, res
+
+
+# --- figures -----------------------------------------------------------------------------------------
+def fig_width(runs: dict):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    live = {n: r for n, r in runs.items() if "missing" not in r}
+    fig = make_subplots(1, 2, subplot_titles=("coverage@N", "accuracy of the pick: vote (solid), LPRM (dash)"))
+    for i, (name, r) in enumerate(live.items()):
+        for mode, dash in (("gram", "solid"), ("deterministic", "dot")):
+            cv = r[mode]["curves"]
+            fig.add_trace(go.Scatter(x=cv["n"], y=cv["coverage"], name=f"{name} {mode}", legendgroup=name,
+                                     line=dict(dash=dash, color=_color(i))), 1, 1)
+        cv = r["gram"]["curves"]
+        fig.add_trace(go.Scatter(x=cv["n"], y=cv["vote"], name=f"{name} vote", legendgroup=name, line=dict(color=_color(i))), 1, 2)
+        fig.add_trace(go.Scatter(x=cv["n"], y=cv["lprm"], name=f"{name} LPRM", legendgroup=name, line=dict(color=_color(i), dash="dash")), 1, 2)
+    fig.update_xaxes(type="log", title_text="sampled trajectories N")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title="Width: GRAM (solid) against deterministic recursion (dotted)", height=460, width=1200)
+    return fig
+
+
+def _color(i: int) -> str:
+    from plotly.colors import qualitative
+    return qualitative.Plotly[i % len(qualitative.Plotly)]
+
+
+def fig_mnist(mn: dict, per_row: int = 8, rows: int = 4):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    live = {n: r for n, r in mn.items() if "missing" not in r}
+    fig = make_subplots(1, len(live) + 1, subplot_titles=[f"{n} (IS {r['inception_score']:.2f})" for n, r in live.items()]
+                        + ["inception score against depth"])
+    for i, (name, r) in enumerate(live.items()):
+        imgs = r["pixels"][: per_row * rows].view(-1, 28, 28).numpy()
+        imgs = np.concatenate([imgs, np.zeros((per_row * rows - len(imgs), 28, 28), imgs.dtype)])
+        grid = imgs.reshape(rows, per_row, 28, 28).transpose(0, 2, 1, 3).reshape(rows * 28, per_row * 28)
+        fig.add_trace(go.Heatmap(z=grid[::-1], colorscale="gray_r", showscale=False), 1, i + 1)
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name), 1, len(live) + 1)
+    for i in range(len(live)):
+        fig.update_xaxes(visible=False, row=1, col=i + 1)
+        fig.update_yaxes(visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_xaxes(type="log", title_text="supervision steps", row=1, col=len(live) + 1)
+    fig.update_layout(title="MNIST: samples at the trained depth, and quality against depth", height=420, width=1300)
+    return fig
+
+
+def fig_bars(rows: dict, keys: tuple[str, ...], title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(name=k, x=list(rows), y=[r[k] for r in rows.values()]) for k in keys])
+    fig.update_layout(barmode="group", title=title, yaxis=dict(range=[0, 1.02]), height=420, width=900)
+    return fig
+
+
+def fig_sudoku_depth(sd: dict):
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=sd["depths"], y=sd["mean_by_depth"], name="per sample"),
+                     go.Scatter(x=sd["depths"], y=sd["lprm_by_depth"], name=f"LPRM pick of {sd['width']['n'][-1]}")])
+    fig.update_layout(title="Sudoku: exact match against depth", xaxis_title="supervision steps", yaxis=dict(range=[0, 1.02]),
+                      height=420, width=800)
+    return fig
+
+
+# --- the report --------------------------------------------------------------------------------------
+def reproduce(checkpoints: str | Path, out: str | Path, budget: Budget, seed: int = 0, log=None) -> list[Claim]:
+    log = log or (lambda s: None)
+    ck, out = Shipped(checkpoints), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    log("width: GRAM and deterministic twins")
+    runs = width_runs(ck, budget, seed)
+    log("sudoku: depth and width")
+    sd = sudoku_run(ck, budget, seed)
+    log("mnist: samples against depth")
+    mn = mnist_runs(ck, budget, seed)
+    log("ablations")
+    ablation, ab = claim_ablation(ck, budget, seed)
+    claims = [claim_coverage(runs), claim_width(runs), claim_lprm(runs, sd, tolerance=0.02), claim_collapse(mn),
+              claim_depth(mn, sd), ablation]
+    figures = {"width.html": (fig_width(runs), (0, 1, 2))}
+    if any("missing" not in r for r in mn.values()):
+        figures["mnist.html"] = (fig_mnist(mn), (3, 4))
+    if "missing" not in sd:
+        figures["sudoku_depth.html"] = (fig_sudoku_depth(sd), (4,))
+    if ab and not ablation.missing:
+        figures["ablation.html"] = (fig_bars(ab, ("accuracy", "coverage", "multi_coverage"), "N-Queens-7 ablations"), (5,))
+    for fname, (fig, used_by) in figures.items():
+        # plotly.js written once beside the figures: the report opens offline
+        fig.write_html(out / fname, include_plotlyjs="directory")
+        for i in used_by:
+            claims[i].figures.append(fname)
+    seconds = time.perf_counter() - t0
+    (out / "report.md").write_text(render(claims, budget, checkpoints, seed, seconds))
+    (out / "claims.json").write_text(json.dumps([{"claim": i + 1, "title": c.title, "verdict": c.verdict,
+                                                  "checks": [{"check": s, "passed": ok} for s, ok in c.checks],
+                                                  "missing": c.missing, "figures": c.figures} for i, c in enumerate(claims)], indent=2))
+    return claims
+
+
+def render(claims: list[Claim], budget: Budget, checkpoints, seed: int, seconds: float) -> str:
+    lines = ["# GRAM: the paper's claims on our checkpoints", "",
+             f"Checkpoints: `{checkpoints}`. Budget: {budget.inputs or 'all'} held-out inputs per task, "
+             f"{budget.samples} trajectories each, {budget.images} MNIST samples, depth up to {budget.depth}; seed {seed}; "
+             f"{seconds:.0f} s on {torch.get_num_threads()} CPU thread(s).", "",
+             "| # | claim | verdict |", "|---|---|---|"]
+    lines += [f"| {i + 1} | {c.title} | {c.verdict} |" for i, c in enumerate(claims)] + [""]
+    for i, c in enumerate(claims):
+        lines += [f"## {i + 1}. {c.title}", "", f"**Verdict: {c.verdict}.**", ""]
+        lines += [f"- {'pass' if ok else 'FAIL'}: {s}" for s, ok in c.checks] + [""]
+        if c.missing:
+            lines += [f"Missing checkpoints (not measured): {', '.join(f'`{m}`' for m in c.missing)}.", ""]
+        lines += c.lines + [""]
+        lines += [f"Figure: [{f}]({f})" for f in c.figures] + ([""] if c.figures else [])
+    lines += ["## Shipped checkpoints against the paper (from their cards)", "", results_table(checkpoints), ""]
+    return "\n".join(lines)
+
+
+# --- the README table, from the cards ----------------------------------------------------------------
+def _test_metrics(card: dict, samples: int | None = None) -> dict | None:
+    """The card's held-out evaluation with `samples` samples, else the one with the most."""
+    evals = {v["samples"]: v for k, v in card.get("metrics", {}).items() if k.startswith("test_") and isinstance(v, dict)}
+    if not evals:
+        return None
+    return evals.get(samples) or evals[max(evals)]
+
+
+def _row_nqueens(m):
+    return f"{_pct(m['accuracy'])} / {_pct(m['coverage'])}", m["accuracy"] >= 0.95 and m["coverage"] >= 0.80
+
+
+def _row_graph(m):
+    return f"{m['conflicts_per_graph']:.2f} / {_pct(m['coverage'])}", m["conflicts_per_graph"] <= 0.05 and m["coverage"] >= 0.70
+
+
+def _row_sudoku(m):
+    return _pct(m["accuracy_lprm"]), m["accuracy_lprm"] >= 0.90
+
+
+def _row_uncond(m):
+    return f"{_pct(m['validity'])} valid, {_pct(m['distinct'])} distinct", m["validity"] >= 0.90 and m["distinct"] == 1.0
+
+
+def _row_mnist(m, det):
+    ratio = m["inception_score"] / m["reference_inception_score"]
+    text = f"IS {m['inception_score']:.2f} ({_pct(ratio)} of real {m['reference_inception_score']:.2f})"
+    if det is None:
+        return text + "; no deterministic twin", False
+    text += f"; deterministic IS {det['inception_score']:.2f}"
+    return text, ratio >= 0.8 and det["inception_score"] < m["inception_score"]
+
+
+# checkpoint, metric, target, paper, how to read the card, whether the target is a number to meet
+TARGETS = (
+    ("nqueens8", "accuracy@1 / coverage@20", ">= 95% / >= 80%", "99.7% / 90.3%", _row_nqueens),
+    ("nqueens10", "accuracy@1 / coverage@20", "report", "89.7% / 57.5%", _row_nqueens),
+    ("graph_coloring8", "conflicts per graph / coverage@20", "<= 0.05 / >= 70%", "2.7 (total) / 85.8%", _row_graph),
+    ("sudoku", "exact match, LPRM pick of 20", ">= 90%", "97.0% (Sudoku-Extreme)", _row_sudoku),
+    ("sudoku_uncond", "valid boards / distinct", ">= 90%, all distinct", "99.05% valid", _row_uncond),
+    ("mnist", "inception score vs real digits; deterministic", ">= 80% of real; deterministic worse", "IS 2.04; deterministic collapses", _row_mnist),
+)
+
+
+def results_table(checkpoints: str | Path) -> str:
+    root = Path(checkpoints)
+    rows = ["| checkpoint | metric (held-out) | ours | target | met | paper (10M params, 8 GPUs) | steps | evaluated on |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, metric, target, paper, read in TARGETS:
+        card_path = root / name / "card.json"
+        card = read_json(card_path) if card_path.is_file() else None
+        m = _test_metrics(card, 20) if card else None
+        if m is None:
+            rows.append(f"| `{name}` | {metric} | not trained yet | {target} | no | {paper} | | |")
+            continue
+        if name == "mnist":
+            det_path = root / "mnist-deterministic" / "card.json"
+            ours, met = read(m, _test_metrics(read_json(det_path)) if det_path.is_file() else None)
+        else:
+            ours, met = read(m)
+        met_text = "(report)" if target == "report" else ("yes" if met else "no")
+        where = f"{m['n_examples']} inputs x {m['samples']} samples"
+        rows.append(f"| `{name}` | {metric} | {ours} | {target} | {met_text} | {paper} | {card['steps']:,} | {where} |")
+    return "\n".join(rows + ["", every_checkpoint_table(root)])
+
+
+def _task_specific(m: dict) -> str:
+    if "conflicts_per_graph" in m:
+        return f"{m['conflicts_per_graph']:.2f} conflicts/graph"
+    if "inception_score" in m:
+        return f"IS {m['inception_score']:.2f}, FD {m['frechet_distance']:.0f}, {m['distinct']:.0f} distinct"
+    if "validity" in m:
+        return f"{_pct(m['validity'])} valid"
+    return ""
+
+
+def every_checkpoint_table(root: Path) -> str:
+    """One line per shipped checkpoint: how it was trained and its held-out numbers."""
+    rows = ["| checkpoint | mode | parameters | steps | training | accuracy | vote / LPRM | coverage | several-answer coverage | other | evaluated on |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []:
+        card = read_json(d / "card.json")
+        m = _test_metrics(card, 20)
+        if m is None:
+            continue
+        multi = _pct(m["multi_coverage"]) if "multi_coverage" in m and m["n_examples"] > 1 else ""
+        rows.append(f"| `{d.name}` | {card['mode']} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
+                    f"{_pct(m['accuracy'])} | {_pct(m['accuracy_vote'])} / {_pct(m['accuracy_lprm'])} | {_pct(m['coverage'])} | "
+                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']} |")
+    return "\n".join(rows)
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def write_readme_table(readme: str | Path, checkpoints: str | Path) -> None:
+    path = Path(readme)
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{path} has no {START} ... {END} markers to put the table between")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{results_table(checkpoints)}\n{END}{tail}")
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+def cmd_reproduce(args) -> None:
+    budget = QUICK if args.quick else FULL
+    claims = reproduce(args.checkpoints, args.out, budget, args.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
+    for i, c in enumerate(claims):
+        print(f"{i + 1}. {c.title}: {c.verdict}", file=sys.stderr)
+    print(json.dumps({"report": str(Path(args.out) / "report.md"), "verdicts": [c.verdict for c in claims]}), flush=True)
+
+
+def cmd_results(args) -> None:
+    if args.write:
+        write_readme_table(args.write, args.checkpoints)
+    print(results_table(args.checkpoints))
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("reproduce", help="the paper's claims on the shipped checkpoints: a Markdown + Plotly HTML report")
+    r.add_argument("--quick", action="store_true", help=f"fewer inputs and samples ({QUICK.inputs} inputs, {QUICK.samples} samples)")
+    r.add_argument("--checkpoints", default="checkpoints")
+    r.add_argument("--out", default="runs/reproduce")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=cmd_reproduce)
+    t = sub.add_parser("results", help="the README's results table, from the checkpoints' cards")
+    t.add_argument("--checkpoints", default="checkpoints")
+    t.add_argument("--write", metavar="README", help="replace the table between the README's results markers")
+    t.set_defaults(func=cmd_results)
