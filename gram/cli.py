@@ -91,9 +91,7 @@ def evaluate_checkpoint(directory, samples: int = 20, limit: int | None = None, 
                         n_sup: int | None = None, halt: bool = False) -> dict:
     model, cfg, card = load_checkpoint(directory)
     task = get_task(cfg.train.task)
-    split = task.split("test", cfg.train.seed)
-    if limit:
-        split = split.subset(torch.arange(min(limit, len(split))))
+    split = task.split("test", cfg.train.seed).sample(limit)
     t0 = time.perf_counter()
     out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup or cfg.train.n_sup, halt=halt,
                          puzzle=split.puzzle)
@@ -168,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="metrics of a checkpoint on its held-out test split")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--samples", type=int, default=20)
-    e.add_argument("--limit", type=int, help="only the first M test inputs")
+    e.add_argument("--limit", type=int, help="only M test inputs, drawn at random (seeded)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
     e.add_argument("--halt", action="store_true", help="ACT: stop each trajectory when its halting head says so")

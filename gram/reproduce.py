@@ -80,15 +80,6 @@ def _table(header: list[str], rows: list[list], pct: tuple[int, ...] = ()) -> li
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _held_out(task, cfg, budget: Budget, seed: int):
-    """The test split, or a seeded random subset of it (the split's first inputs are not a fair sample)."""
-    split = task.split("test", cfg.train.seed)
-    if budget.inputs is None or budget.inputs >= len(split):
-        return split
-    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[: budget.inputs]
-    return split.subset(pick.sort().values)
-
-
 # --- claims 1-3: width, on the multi-solution tasks ---------------------------------------------------
 PAIRS = (("nqueens8", "nqueens8-deterministic"), ("nqueens7", "nqueens7-deterministic"),
          ("graph_coloring8", "graph_coloring8-deterministic"))
@@ -103,7 +94,7 @@ def width_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
             runs[g] = {"missing": [n for n, m in ((g, a), (d, b)) if m is None]}
             continue
         task = get_task(a[1].train.task)
-        split = _held_out(task, a[1], budget, seed)
+        split = task.split("test", a[1].train.seed).sample(budget.inputs)
         runs[g] = compare_models(a[0], b[0], task, split, n=budget.samples, n_sup=a[1].train.n_sup, seed=seed)
         runs[g]["inputs"] = len(split)
     return runs
@@ -212,7 +203,7 @@ def sudoku_run(ck: Shipped, budget: Budget, seed: int) -> dict:
         return {"missing": ["sudoku"]}
     model, cfg = got
     task = get_task(cfg.train.task)
-    split = _held_out(task, cfg, budget, seed)
+    split = task.split("test", cfg.train.seed).sample(budget.inputs)
     depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth})
     rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
     at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
@@ -258,7 +249,7 @@ def claim_ablation(ck: Shipped, budget: Budget, seed: int) -> tuple[Claim, dict]
             continue
         model, cfg = got
         task = get_task(cfg.train.task)
-        split = _held_out(task, cfg, budget, seed)
+        split = task.split("test", cfg.train.seed).sample(budget.inputs)
         samples, values = sample(model, split.inputs, budget.samples, seed=seed, n_sup=cfg.train.n_sup)
         res[name] = {"mode": cfg.model.mode, "inputs": len(split), **evaluate_samples(task, split, samples, values)}
     if c.missing:

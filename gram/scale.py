@@ -120,9 +120,7 @@ def _ints(text: str) -> list[int]:
 def cmd_scale(args) -> None:
     model, cfg, card = load_checkpoint(args.checkpoint)
     task = get_task(cfg.train.task)
-    split = task.split("test", cfg.train.seed)
-    if args.limit:
-        split = split.subset(torch.arange(min(args.limit, len(split))))
+    split = task.split("test", cfg.train.seed).sample(args.limit)
     widths = _ints(args.widths)
     depths = _ints(args.depths) if args.depths else sorted({1, cfg.train.n_sup, *[2 ** i for i in range(8) if 2 ** i < cfg.train.n_sup]})
     t0 = time.perf_counter()
@@ -201,7 +199,7 @@ def add_parser(sub) -> None:
     s.add_argument("--widths", default="1,2,4,8,16,32,64", help="comma-separated numbers of trajectories")
     s.add_argument("--depths", help="comma-separated supervision steps (default: powers of 2 up to the trained n_sup)")
     s.add_argument("--act", action="store_true", help="also ACT halting (at most max(depths) steps)")
-    s.add_argument("--limit", type=int, default=32, help="first M held-out inputs")
+    s.add_argument("--limit", type=int, default=32, help="M held-out inputs, drawn at random (seeded)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"))
     s.add_argument("--out", default="runs/scale", help="directory for scale.json, scale.csv, scale.html")

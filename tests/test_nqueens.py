@@ -197,3 +197,12 @@ def test_wrong_size_for_nqueens10():
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task"):
         get_task("nqueens9")
+
+
+def test_split_sample_is_seeded_spread_and_keeps_all_answers():
+    split = get_task("nqueens8").split("test")
+    a, b = split.sample(50, seed=3), split.sample(50, seed=3)
+    assert torch.equal(a.inputs, b.inputs) and len(a) == 50
+    assert not torch.equal(a.inputs, split.inputs[:50])  # not the first inputs, which share their queens
+    assert a.n_targets().sum() == sum(int(split.n_targets()[(split.inputs == x).all(1)].item()) for x in a.inputs)
+    assert split.sample(None) is split and split.sample(10_000) is split

@@ -27,6 +27,13 @@ class Split:
     def n_targets(self) -> torch.Tensor:  # (P,) how many valid answers each input has
         return torch.bincount(self.owner, minlength=len(self.inputs))
 
+    def sample(self, m: int | None, seed: int = 0) -> "Split":
+        """m inputs drawn at random (seeded), in split order; all of them when m is None or too large. A
+        split's first inputs are not a fair sample: N-Queens inputs, say, are sorted by their queens."""
+        if m is None or m >= len(self.inputs):
+            return self
+        return self.subset(torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(seed))[:m].sort().values)
+
     def subset(self, idx: torch.Tensor) -> "Split":
         """The inputs at idx with all their targets, renumbered."""
         idx = torch.as_tensor(idx, dtype=torch.long)
