@@ -140,20 +140,19 @@ def claim_width(runs: dict) -> Claim:
     return c
 
 
-def claim_lprm(runs: dict, sudoku: dict | None, tolerance: float) -> Claim:
+def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
     c = Claim("LPRM selection matches or beats majority voting")
     c.lines += [f"'Matches' means within {_pct(tolerance)} (a few inputs' worth at these sizes).", ""]
     rows = []
     sources = [(n, r["gram"]["curves"]) for n, r in runs.items() if "missing" not in r]
-    if sudoku is not None and "missing" not in sudoku:
-        sources.append(("sudoku", sudoku["width"]))
+    sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.items() if n not in runs and "missing" not in r]
     for name, cv in sources:
         for i, n in enumerate(cv["n"]):
             if n > 1:
                 rows.append([name, n, cv["vote"][i], cv["lprm"][i]])
         c.checks.append((f"{name}: LPRM@{cv['n'][-1]} {_pct(cv['lprm'][-1])} vs vote {_pct(cv['vote'][-1])}",
                          cv["lprm"][-1] >= cv["vote"][-1] - tolerance))
-    c.missing += [m for r in runs.values() for m in r.get("missing", [])] + (sudoku or {}).get("missing", [])
+    c.missing += [m for r in runs.values() for m in r.get("missing", [])] + [m for n, r in deep.items() if n not in runs for m in r.get("missing", [])]
     c.lines += _table(["checkpoint", "N", "vote", "LPRM"], rows, pct=(2, 3))
     return c
 
@@ -197,22 +196,33 @@ def claim_collapse(mn: dict) -> Claim:
     return c
 
 
-def sudoku_run(ck: Shipped, budget: Budget, seed: int) -> dict:
-    got = ck.get("sudoku")
-    if got is None:
-        return {"missing": ["sudoku"]}
-    model, cfg = got
-    task = get_task(cfg.train.task)
-    split = task.split("test", cfg.train.seed).sample(budget.inputs)
-    depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth})
-    rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
-    at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
-    width = {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)] for k in ("vote", "lprm", "oracle")}}
-    return {"inputs": len(split), "depths": depths, "width": width,
-            "mean_by_depth": [at(d, 1, "mean") for d in depths], "lprm_by_depth": [at(d, budget.samples, "lprm") for d in depths]}
+DEPTH = ("sudoku", "nqueens8")  # conditional checkpoints read at several depths
 
 
-def claim_depth(mn: dict, sd: dict) -> Claim:
+def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+    """Per checkpoint in DEPTH: one rollout of N trajectories to budget.depth steps, read at several depths
+    (gram.scale.scale_table), so every depth sees the same trajectories."""
+    out = {}
+    for name in DEPTH:
+        got = ck.get(name)
+        if got is None:
+            out[name] = {"missing": [name]}
+            continue
+        model, cfg = got
+        task = get_task(cfg.train.task)
+        split = task.split("test", cfg.train.seed).sample(budget.inputs)
+        depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth})
+        rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
+        at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
+        out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "depths": depths,
+                     "width": {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)]
+                                                           for k in ("vote", "lprm", "oracle")}},
+                     "mean_by_depth": [at(d, 1, "mean") for d in depths],
+                     "lprm_by_depth": [at(d, budget.samples, "lprm") for d in depths]}
+    return out
+
+
+def claim_depth(mn: dict, deep: dict) -> Claim:
     c = Claim("Quality grows with recursion depth at inference")
     g = mn["mnist"]
     if "missing" in g:
@@ -222,16 +232,17 @@ def claim_depth(mn: dict, sd: dict) -> Claim:
         c.lines += _table(["depth", "inception score"], [[d, v] for d, v in zip(g["depths"], g["is_by_depth"])]) + [""]
         c.checks.append((f"MNIST: IS at depth {g['n_sup']} {g['inception_score']:.2f} > IS at depth 1 {g['is_by_depth'][0]:.2f}",
                          g["inception_score"] > g["is_by_depth"][0]))
-    if "missing" in sd:
-        c.missing += sd["missing"]
-    else:
-        c.lines += [f"**Sudoku** ({sd['inputs']} held-out puzzles): exact match per sample, and of the LPRM's pick "
-                    f"among {sd['width']['n'][-1]}", ""]
-        c.lines += _table(["depth", "per sample", "LPRM pick"], [[d, a, b] for d, a, b in zip(sd["depths"], sd["mean_by_depth"], sd["lprm_by_depth"])],
-                          pct=(1, 2))
-        deepest = sd["lprm_by_depth"][-1]
-        c.checks.append((f"Sudoku: LPRM pick at depth {sd['depths'][-1]} {_pct(deepest)} > depth 1 {_pct(sd['lprm_by_depth'][0])}",
-                         deepest > sd["lprm_by_depth"][0]))
+    for name, r in deep.items():
+        if "missing" in r:
+            c.missing += r["missing"]
+            continue
+        c.lines += [f"**{name}** ({r['inputs']} held-out inputs): accuracy per sample, and of the LPRM's pick among "
+                    f"{r['width']['n'][-1]}, trained with {r['n_sup']} supervision steps", ""]
+        c.lines += _table(["depth", "per sample", "LPRM pick"], [[d, a, b] for d, a, b in zip(r["depths"], r["mean_by_depth"], r["lprm_by_depth"])],
+                          pct=(1, 2)) + [""]
+        trained = r["mean_by_depth"][r["depths"].index(r["n_sup"])]
+        c.checks.append((f"{name}: per-sample accuracy at depth {r['n_sup']} {_pct(trained)} > depth 1 {_pct(r['mean_by_depth'][0])}",
+                         trained > r["mean_by_depth"][0]))
     return c
 
 
@@ -291,23 +302,21 @@ def _color(i: int) -> str:
 
 
 def fig_mnist(mn: dict, per_row: int = 8, rows: int = 4):
+    """The first samples of each MNIST checkpoint as one image grid per model."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     live = {n: r for n, r in mn.items() if "missing" not in r}
-    fig = make_subplots(1, len(live) + 1, subplot_titles=[f"{n} (IS {r['inception_score']:.2f})" for n, r in live.items()]
-                        + ["inception score against depth"])
-    for i, (name, r) in enumerate(live.items()):
+    fig = make_subplots(1, len(live), subplot_titles=[f"{n}: {r['distinct']} distinct of {len(r['pixels'])}, IS {r['inception_score']:.2f}"
+                                                      for n, r in live.items()])
+    for i, r in enumerate(live.values()):
         imgs = r["pixels"][: per_row * rows].view(-1, 28, 28).numpy()
         imgs = np.concatenate([imgs, np.zeros((per_row * rows - len(imgs), 28, 28), imgs.dtype)])
         grid = imgs.reshape(rows, per_row, 28, 28).transpose(0, 2, 1, 3).reshape(rows * 28, per_row * 28)
         fig.add_trace(go.Heatmap(z=grid[::-1], colorscale="gray_r", showscale=False), 1, i + 1)
-        fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name), 1, len(live) + 1)
-    for i in range(len(live)):
         fig.update_xaxes(visible=False, row=1, col=i + 1)
         fig.update_yaxes(visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
-    fig.update_xaxes(type="log", title_text="supervision steps", row=1, col=len(live) + 1)
-    fig.update_layout(title="MNIST: samples at the trained depth, and quality against depth", height=420, width=1300)
+    fig.update_layout(title="MNIST samples at the trained depth", height=420, width=500 * max(1, len(live)))
     return fig
 
 
@@ -319,13 +328,20 @@ def fig_bars(rows: dict, keys: tuple[str, ...], title: str):
     return fig
 
 
-def fig_sudoku_depth(sd: dict):
+def fig_depth(mn: dict, deep: dict):
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure([go.Scatter(x=sd["depths"], y=sd["mean_by_depth"], name="per sample"),
-                     go.Scatter(x=sd["depths"], y=sd["lprm_by_depth"], name=f"LPRM pick of {sd['width']['n'][-1]}")])
-    fig.update_layout(title="Sudoku: exact match against depth", xaxis_title="supervision steps", yaxis=dict(range=[0, 1.02]),
-                      height=420, width=800)
+    fig = make_subplots(1, 2, subplot_titles=("accuracy against depth (solid: per sample, dash: LPRM pick)",
+                                              "MNIST inception score against depth"))
+    for i, (name, r) in enumerate((n, r) for n, r in deep.items() if "missing" not in r):
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["mean_by_depth"], name=f"{name} per sample", line=dict(color=_color(i))), 1, 1)
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["lprm_by_depth"], name=f"{name} LPRM", line=dict(color=_color(i), dash="dash")), 1, 1)
+    for i, (name, r) in enumerate((n, r) for n, r in mn.items() if "missing" not in r):
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name, line=dict(color=_color(i + 4))), 1, 2)
+    fig.update_xaxes(type="log", title_text="supervision steps")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
+    fig.update_layout(title="Depth: the same trajectories read at each supervision step", height=440, width=1200)
     return fig
 
 
@@ -337,19 +353,18 @@ def reproduce(checkpoints: str | Path, out: str | Path, budget: Budget, seed: in
     t0 = time.perf_counter()
     log("width: GRAM and deterministic twins")
     runs = width_runs(ck, budget, seed)
-    log("sudoku: depth and width")
-    sd = sudoku_run(ck, budget, seed)
+    log("depth: Sudoku and N-Queens")
+    deep = depth_runs(ck, budget, seed)
     log("mnist: samples against depth")
     mn = mnist_runs(ck, budget, seed)
     log("ablations")
     ablation, ab = claim_ablation(ck, budget, seed)
-    claims = [claim_coverage(runs), claim_width(runs), claim_lprm(runs, sd, tolerance=0.02), claim_collapse(mn),
-              claim_depth(mn, sd), ablation]
+    claims = [claim_coverage(runs), claim_width(runs), claim_lprm(runs, deep, tolerance=0.02), claim_collapse(mn),
+              claim_depth(mn, deep), ablation]
     figures = {"width.html": (fig_width(runs), (0, 1, 2))}
     if any("missing" not in r for r in mn.values()):
-        figures["mnist.html"] = (fig_mnist(mn), (3, 4))
-    if "missing" not in sd:
-        figures["sudoku_depth.html"] = (fig_sudoku_depth(sd), (4,))
+        figures["mnist.html"] = (fig_mnist(mn), (3,))
+    figures["depth.html"] = (fig_depth(mn, deep), (4,))
     if ab and not ablation.missing:
         figures["ablation.html"] = (fig_bars(ab, ("accuracy", "coverage", "multi_coverage"), "N-Queens-7 ablations"), (5,))
     for fname, (fig, used_by) in figures.items():
