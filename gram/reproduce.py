@@ -217,7 +217,7 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "depths": depths,
                      "width": {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)]
                                                            for k in ("vote", "lprm", "oracle")}},
-                     "mean_by_depth": [at(d, 1, "mean") for d in depths],
+                     "mean_by_depth": [at(d, budget.samples, "mean") for d in depths],  # over all N: less noise
                      "lprm_by_depth": [at(d, budget.samples, "lprm") for d in depths]}
     return out
 
