@@ -26,7 +26,7 @@ def test_shipped_checkpoint_loads_and_has_a_card(path):
     assert measured, "the card must hold metrics measured on the test split (gram eval --card)"
 
 
-@pytest.mark.parametrize("task", ["nqueens7", "nqueens8"])
+@pytest.mark.parametrize("task", ["nqueens7", "nqueens8", "graph_coloring8"])
 def test_gram_covers_at_least_twice_the_deterministic_answers(task):
     cov = {}
     for name in (task, f"{task}-deterministic"):
