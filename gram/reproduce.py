@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, read_json
 from .rollout import rollout, sample
 from .scale import scale_table
 from .tasks import evaluate_samples, get_task
+from .tasks.mnist import ON
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,8 @@ def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         x = task.empty_input().expand(budget.images, -1)
         tr = rollout(model, x, n_sup=budget.depth, seeds=list(range(seed, seed + budget.images)), record="steps", latents="pooled")
         depths = sorted({1, 2, 4, 8, 16, 32, cfg.train.n_sup, budget.depth} & set(range(1, budget.depth + 1)))
-        by_depth = {d: task.quality((tr.pred[tr.at(d)] == 2).long()) for d in depths}
-        pixels = (tr.pred[tr.at(cfg.train.n_sup)] == 2).long()
+        by_depth = {d: task.quality((tr.pred[tr.at(d)] == ON).long()) for d in depths}
+        pixels = (tr.pred[tr.at(cfg.train.n_sup)] == ON).long()
         out[name] = {"mode": cfg.model.mode, "n_sup": cfg.train.n_sup, "pixels": pixels,
                      "distinct": len(pixels.unique(dim=0)), **by_depth[cfg.train.n_sup],
                      "depths": depths, "is_by_depth": [by_depth[d]["inception_score"] for d in depths]}
