@@ -83,7 +83,7 @@ def test_results_table_reads_a_card(tmp_path, tiny_checkpoint):
                                           "accuracy_vote": 0.97, "accuracy_lprm": 0.98, "multi_coverage": 0.7}
     (d / "card.json").write_text(json.dumps(card))
     row = next(r for r in results_table(tmp_path).splitlines() if r.startswith("| `nqueens8`"))
-    assert "96.0% / 85.0%" in row and "| yes |" in row and "772 inputs x 20 samples" in row
+    assert "96.0% / 85.0%" in row and "| yes / yes |" in row and "772 inputs x 20 samples" in row
     every = next(r for r in results_table(tmp_path).splitlines() if r.startswith("| `nqueens8` | gram"))
     assert "97.0% / 98.0%" in every and "70.0%" in every
 
