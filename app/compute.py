@@ -208,9 +208,7 @@ def _known(task_name: str, seed: int) -> dict:
 def _batch(key: str, task_name: str, split_seed: int, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     model, cfg, _ = _load(key)
     task = get_task(task_name)
-    split = task.split("test", split_seed)
-    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(1234))[:n_inputs].sort().values
-    sub = split.subset(idx)
+    sub = task.split("test", split_seed).sample(n_inputs, seed=1234)
     samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle)
     P = len(sub)
     valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)

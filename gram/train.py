@@ -151,8 +151,7 @@ class Trainer:
         # the noise is drawn where it is used: each rank draws the global batch's noise (free on a GPU, where
         # the CPU could not keep up) and keeps its rows
         self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 1)
-        eval_idx = torch.randperm(len(self.test_split), generator=torch.Generator().manual_seed(t.seed + 2))
-        self.eval_split = self.test_split.subset(eval_idx[: t.eval_samples].sort().values)
+        self.eval_split = self.test_split.sample(t.eval_samples, seed=t.seed + 2)
         self.step, self.wall, self.history, self.carry = 0, 0.0, [], None
         self.leak_warned = False
         # reading a log back waits for the device: on a GPU, fit() does it once every 16 steps; on the CPU
