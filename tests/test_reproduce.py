@@ -58,7 +58,8 @@ def test_verdict_counts_checks():
 
 def test_missing_checkpoints_are_named_not_faked(tmp_path, tiny_checkpoint):
     shutil.copytree(tiny_checkpoint, tmp_path / "nqueens7")  # GRAM present, its ablations absent
-    claim, measured = claim_ablation(Shipped(tmp_path), Budget(inputs=4, samples=2, images=2, depth=2), seed=0)
+    claim, measured = claim_ablation(Shipped(tmp_path), Budget(inputs=4, samples=2, images=2, depth=2), seed=0,
+                                       runs={})
     assert claim.missing == ["nqueens7-noise", "nqueens7-deterministic"]
     assert claim.verdict == "not measured" and set(measured) == {"nqueens7"}
 
