@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
 
-    from . import bench, reproduce, scale
+    from . import bench, heads, reproduce, scale
     bench.add_parser(sub)
+    heads.add_parser(sub)
     scale.add_parser(sub)
     reproduce.add_parser(sub)
     return p

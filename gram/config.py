@@ -52,13 +52,16 @@ class TrainConfig:
     n_sup: int = 4  # supervision steps a sample stays in the carry before it is replaced
     lr: float = 2e-3
     warmup: int = 100
-    schedule: str = "constant"  # constant | cosine (after warm-up)
+    # constant | cosine (after warm-up) | wsd (warm-up, stable, then a cosine over the last `decay` steps)
+    schedule: str = "constant"
+    decay: int = 500  # wsd: steps of the final decay
     weight_decay: float = 0.1  # matrices only; never embeddings, norms or biases
     clip: float = 1.0
     ema: float = 0.995
     beta: float = 1.0  # weight of the balanced KL (KL summed over D, averaged over positions)
     kl_balance: float = 0.8  # DreamerV2 balancing: weight on KL(sg(q) || p)
     prior_frac: float = 0.25  # gram mode: share of the carry rolled out from the prior to train the heads
+    head_steps: int = 0  # >0: the saved model's halting and LPRM heads are refitted at the end (gram.heads)
     # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16
     # matmuls (AVX-512 BF16 / AMX), else fp32: on an AVX2-only CPU bf16 matmuls run ~10x slower than fp32
     dtype: str = "auto"
@@ -129,6 +132,12 @@ class Config:
                 raise ValueError(f"{name} must be >= 1")
         if t.dtype not in ("auto", "bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, got {t.dtype!r}")
+        if t.schedule not in ("constant", "cosine", "wsd"):
+            raise ValueError(f"schedule must be constant, cosine or wsd, got {t.schedule!r}")
+        if t.schedule == "wsd" and t.decay < 1:
+            raise ValueError("decay must be >= 1")
+        if t.head_steps < 0:
+            raise ValueError("head_steps must be >= 0")
         if not 0 <= t.prior_frac < 1:
             raise ValueError("prior_frac must be in [0, 1)")
         return self

@@ -41,6 +41,7 @@ from torch.profiler import record_function
 from . import distributed
 from .checkpoint import CheckpointError, check_state, read_json, read_tensors, save_checkpoint, write_json, write_tensors
 from .config import Config
+from .heads import fit_heads
 from .model import GRAM, balanced_kl, count_parameters, gaussian_kl
 from .rollout import _autocast, resolve_dtype, sample
 from .tasks import PAD, Task, get_task
@@ -201,10 +202,12 @@ class Trainer:
         t = self.cfg.train
         if self.step < t.warmup:
             return t.lr * (self.step + 1) / t.warmup
-        if t.schedule == "cosine":
-            p = min(1.0, (self.step - t.warmup) / max(1, t.steps - t.warmup))
-            return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
-        return t.lr
+        if t.schedule == "constant":
+            return t.lr
+        # both decays end at 0.1 lr; wsd's starts late so the fast phase keeps its high rate
+        start = t.warmup if t.schedule == "cosine" else max(t.warmup, t.steps - t.decay)
+        p = min(1.0, max(0, self.step - start) / max(1, t.steps - start))
+        return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
     def _step(self) -> dict:
         """One optimiser step. Returns the log with its numbers still on the device (see _floats)."""
@@ -342,7 +345,7 @@ class Trainer:
         if self.world.main and self.history and "prior_accuracy" not in self.history[-1]:
             self._eval_and_log(callback, warn)
         if self.out:
-            self.save()
+            self.save(final=True)
         return self.history
 
     def _report(self, pending: list[dict], callback) -> None:
@@ -384,14 +387,20 @@ class Trainer:
                             "run `python -m gram eval --checkpoint DIR --card` for the full test split",
         }
 
-    def save(self, out: str | Path | None = None) -> Path:
+    def save(self, out: str | Path | None = None, final: bool = False) -> Path:
         """Write the checkpoint and everything needed to resume. Under torchrun every rank must call it (the
-        carry is gathered from all of them); rank 0 writes."""
+        carry is gathered from all of them); rank 0 writes. final (the end of fit()): with head_steps > 0 the
+        checkpoint's heads are refitted on a copy of the EMA; the resume state keeps the EMA as trained, so
+        a resumed run goes on exactly as if it had never stopped."""
         d = Path(out or self.out)
         carry = {} if self.carry is None else {f"carry.{k}": self.world.gather_rows(v) for k, v in self.carry.tensors().items()}
         if not self.world.main:
             return d
-        save_checkpoint(d, self.ema, self.cfg, self.card())
+        t, model, card = self.cfg.train, self.ema, self.card()
+        if final and t.head_steps:
+            model = copy.deepcopy(self.ema)
+            card["heads"] = fit_heads(model, self.task, self.train_split, t.head_steps, seed=t.seed, dtype=t.dtype)
+        save_checkpoint(d, model, self.cfg, card)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         opt_state = self.opt.state_dict()

@@ -226,3 +226,19 @@ def test_bench_learn_json_contract():
         assert m["multi_coverage"] is None or 0 <= m["multi_coverage"] <= 1
         assert m["true_kl"] >= 0
     assert out["deterministic"]["true_kl"] == 0
+
+
+def test_schedules():
+    """cosine decays from the end of warm-up, wsd holds the rate until its last `decay` steps; both end at 0.1 lr."""
+    def rates(*extra):
+        tr = Trainer(tiny_config("lr=1.0", "warmup=10", "steps=100", *extra))
+        out = []
+        for s in range(100):
+            tr.step = s
+            out.append(tr._lr())
+        return out
+    const, cos, wsd = rates(), rates("schedule=cosine"), rates("schedule=wsd", "decay=30")
+    assert const[10:] == [1.0] * 90
+    assert cos[10] == 1.0 and cos[40] < 0.9 and cos[99] < 0.11
+    assert wsd[10:71] == [1.0] * 61 and wsd[80] < 1.0 and wsd[99] < 0.11
+    assert all(a >= b for a, b in zip(wsd[70:], wsd[71:]))

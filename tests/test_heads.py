@@ -1,0 +1,68 @@
+"""Refitting the halting and LPRM heads (gram.heads): only the heads change, the refit depends only on the
+core and the seed, training with head_steps equals training then `gram fit-heads`, and resuming is exact."""
+from __future__ import annotations
+
+import torch
+from conftest import last_json, run_gram, tiny_config
+
+from gram.checkpoint import load_checkpoint, read_tensors
+from gram.heads import fit_heads
+from gram.tasks import get_task
+from gram.train import Trainer
+
+HEADS = ("halt_head.", "value_head.")
+
+
+def split_state(model):
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    heads = {k: v for k, v in sd.items() if k.startswith(HEADS)}
+    return heads, {k: v for k, v in sd.items() if k not in heads}
+
+
+def test_refit_touches_only_the_heads_and_depends_only_on_core_and_seed(tiny_checkpoint):
+    model, cfg, _ = load_checkpoint(tiny_checkpoint)
+    task = get_task(cfg.train.task)
+    heads0, core0 = split_state(model)
+    grads = [p.requires_grad for p in model.parameters()]
+    losses = fit_heads(model, task, task.split("train"), steps=20, seed=3)
+    heads1, core1 = split_state(model)
+    assert set(losses) == {"halt_loss", "value_loss"} and all(v >= 0 for v in losses.values())
+    assert all(torch.equal(core0[k], core1[k]) for k in core0)
+    assert any(not torch.equal(heads0[k], heads1[k]) for k in heads0)
+    assert [p.requires_grad for p in model.parameters()] == grads  # as loaded
+    fit_heads(model, task, task.split("train"), steps=20, seed=3)  # from the refitted heads: the same result
+    assert all(torch.equal(heads1[k], v) for k, v in split_state(model)[0].items())
+
+
+def test_the_refit_learns_the_reward(tiny_checkpoint):
+    """The tiny model never solves a board, so every reward is 0: a fitted LPRM must say so."""
+    from gram.rollout import sample
+    model, cfg, _ = load_checkpoint(tiny_checkpoint)
+    task = get_task(cfg.train.task)
+    x = task.split("test").inputs[:8]
+    before = sample(model, x, 4, n_sup=4)[1].mean().item()
+    fit_heads(model, task, task.split("train"), steps=200)
+    after = sample(model, x, 4, n_sup=4)[1].mean().item()
+    assert after < 0.1 < before
+
+
+def test_train_with_head_steps_equals_train_then_fit_heads(tmp_path):
+    extra = ["steps=3", "head_steps=10"]
+    Trainer(tiny_config(*extra), out=tmp_path / "a").fit()
+    Trainer(tiny_config("steps=3"), out=tmp_path / "b").fit()
+    r = run_gram("fit-heads", "--checkpoint", tmp_path / "b", "--steps", 10)
+    assert r.returncode == 0, r.stderr
+    assert last_json(r.stdout)["head_steps"] == 10 and "eval" in r.stderr
+    a, b = read_tensors(tmp_path / "a" / "model.safetensors"), read_tensors(tmp_path / "b" / "model.safetensors")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    _, cfg, card = load_checkpoint(tmp_path / "b")
+    assert cfg.train.head_steps == 10 and set(card["heads"]) == {"halt_loss", "value_loss"}
+    # the resume state keeps the EMA's heads as trained: the refit is for the saved model only
+    ema = {k[4:]: v for k, v in read_tensors(tmp_path / "a" / "resume.safetensors").items() if k.startswith("ema.")}
+    assert any(not torch.equal(ema[k], a[k]) for k in a if k.startswith(HEADS))
+    assert all(torch.equal(ema[k], a[k]) for k in a if not k.startswith(HEADS))
+
+
+def test_fit_heads_refuses_a_bad_checkpoint(tmp_path):
+    r = run_gram("fit-heads", "--checkpoint", tmp_path / "none")
+    assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
