@@ -257,9 +257,12 @@ class GRAM(nn.Module):
         return self.codec.decode(h)
 
     def heads(self, h):
-        """Halting logit and LPRM value logit, read from a detached h: the heads never train the core."""
+        """Halting logit and LPRM value logit, read from a detached h: the heads never train the core.
+        v is a soft minimum over positions of a per-position score: an answer is right only if every part
+        of it is. (Pooling h first hid which cells were wrong: on graph colouring-8 the refitted LPRM's pick
+        scored 77% pooled first, 87% scored per position; gram.heads.)"""
         h = h.detach()
-        return self.halt_head(h[:, 0]).squeeze(-1), self.value_head(h.mean(1)).squeeze(-1)
+        return self.halt_head(h[:, 0]).squeeze(-1), -torch.logsumexp(-self.value_head(h).squeeze(-1), 1)
 
 
 def gaussian_kl(mu_q, sigma_q, mu_p, sigma_p):

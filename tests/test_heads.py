@@ -3,7 +3,7 @@ core and the seed, training with head_steps equals training then `gram fit-heads
 from __future__ import annotations
 
 import torch
-from conftest import last_json, run_gram, tiny_config
+from conftest import ROOT, last_json, run_gram, tiny_config
 
 from gram.checkpoint import load_checkpoint, read_tensors
 from gram.heads import fit_heads
@@ -24,26 +24,30 @@ def test_refit_touches_only_the_heads_and_depends_only_on_core_and_seed(tiny_che
     task = get_task(cfg.train.task)
     heads0, core0 = split_state(model)
     grads = [p.requires_grad for p in model.parameters()]
-    losses = fit_heads(model, task, task.split("train"), steps=20, seed=3)
+    losses = fit_heads(model, task, task.split("train"), steps=20, seed=3, inputs=32)
     heads1, core1 = split_state(model)
     assert set(losses) == {"halt_loss", "value_loss"} and all(v >= 0 for v in losses.values())
     assert all(torch.equal(core0[k], core1[k]) for k in core0)
     assert any(not torch.equal(heads0[k], heads1[k]) for k in heads0)
     assert [p.requires_grad for p in model.parameters()] == grads  # as loaded
-    fit_heads(model, task, task.split("train"), steps=20, seed=3)  # from the refitted heads: the same result
+    fit_heads(model, task, task.split("train"), steps=20, seed=3, inputs=32)  # from the refitted heads: the same result
     assert all(torch.equal(heads1[k], v) for k, v in split_state(model)[0].items())
 
 
-def test_the_refit_learns_the_reward(tiny_checkpoint):
-    """The tiny model never solves a board, so every reward is 0: a fitted LPRM must say so."""
-    from gram.rollout import sample
-    model, cfg, _ = load_checkpoint(tiny_checkpoint)
+def test_the_refit_learns_which_answers_are_right():
+    """On a real model (shipped N-Queens-7, 74% right after one supervision step, 95% after four) the
+    refitted LPRM ranks right answers above wrong ones on held-out inputs (measured: AUC 0.98)."""
+    from sklearn.metrics import roc_auc_score
+
+    from gram.rollout import rollout
+    model, cfg, _ = load_checkpoint(ROOT / "checkpoints" / "nqueens7")
     task = get_task(cfg.train.task)
-    x = task.split("test").inputs[:8]
-    before = sample(model, x, 4, n_sup=4)[1].mean().item()
-    fit_heads(model, task, task.split("train"), steps=200)
-    after = sample(model, x, 4, n_sup=4)[1].mean().item()
-    assert after < 0.1 < before
+    fit_heads(model, task, task.split("train"), steps=800, inputs=256)
+    x = task.split("test").sample(64).inputs.repeat_interleave(4, 0)
+    tr = rollout(model, x, n_sup=4, record="steps")
+    right = torch.stack([task.is_correct(x, p) for p in tr.pred]).flatten()
+    assert 0.5 < right.float().mean() < 0.99
+    assert roc_auc_score(right.numpy(), tr.value.flatten().numpy()) > 0.9
 
 
 def test_train_with_head_steps_equals_train_then_fit_heads(tmp_path):
