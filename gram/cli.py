@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train" and not args.resume and not args.task and not args.config:
         args.task = "nqueens8"
-    for name in ("samples", "n_sup", "limit", "steps"):  # counts: 0 or less is a user error, not a traceback
+    for name in ("samples", "n_sup", "limit", "steps", "inputs"):  # counts: 0 or less is a user error, not a traceback
         value = getattr(args, name, None)
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)

@@ -62,6 +62,7 @@ class TrainConfig:
     kl_balance: float = 0.8  # DreamerV2 balancing: weight on KL(sg(q) || p)
     prior_frac: float = 0.25  # gram mode: share of the carry rolled out from the prior to train the heads
     head_steps: int = 0  # >0: the saved model's halting and LPRM heads are refitted at the end (gram.heads)
+    head_inputs: int = 1024  # training inputs (x 4 samples) whose prior rollouts that refit learns from
     # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16
     # matmuls (AVX-512 BF16 / AMX), else fp32: on an AVX2-only CPU bf16 matmuls run ~10x slower than fp32
     dtype: str = "auto"
@@ -136,8 +137,8 @@ class Config:
             raise ValueError(f"schedule must be constant, cosine or wsd, got {t.schedule!r}")
         if t.schedule == "wsd" and t.decay < 1:
             raise ValueError("decay must be >= 1")
-        if t.head_steps < 0:
-            raise ValueError("head_steps must be >= 0")
+        if t.head_steps < 0 or t.head_inputs < 1:
+            raise ValueError("need head_steps >= 0 and head_inputs >= 1")
         if not 0 <= t.prior_frac < 1:
             raise ValueError("prior_frac must be in [0, 1)")
         return self

@@ -5,8 +5,8 @@ heads fitted to the live weights. Measured on graph colouring-8 (test split, 255
 jointly trained LPRM ranked one input's samples no better than chance (per-input AUC 0.50 on 64 inputs) and
 its pick scored 63.1%, below a single sample's 68.6%; refitted on the final model's prior rollouts, what
 inference sees (256 inputs x 4, 1,000 steps), it scored 77.3%, and 86.7% with GRAM.heads' per-position
-value (vote: 88.6%). With 1,024 inputs and 3,000 steps (the defaults below) it picks 97.3% against the vote's
-92.9% (the 4,300-step checkpoint). The core is untouched: only the two heads change.
+value (vote: 88.6%). With 1,024 inputs and 3,000 steps (the config's head_inputs, fit-heads' --steps) it
+picks 97.3% against the vote's 92.9% (the 4,300-step checkpoint). The core is untouched: only the two heads change.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .model import GRAM
 from .rollout import rollout
 from .tasks.base import Split, Task
 
-INPUTS, SAMPLES, N_SUP, BATCH, LR = 1024, 4, 16, 256, 1e-3
+SAMPLES, N_SUP, BATCH, LR = 4, 16, 256, 1e-3
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def _records(model: GRAM, task: Task, split: Split, seed: int, dtype: str, input
 
 
 def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, dtype: str = "auto",
-              inputs: int = INPUTS) -> dict:
+              inputs: int = 1024) -> dict:
     """Re-initialise both heads and fit them for `steps` AdamW steps: q_halt to "this step's prediction is
     right", v to the task's reward (the LPRM target). The heads start afresh so the result depends only on
     the core and the seed (refitting a refitted checkpoint gives the same heads). Returns the final losses."""
@@ -79,10 +79,12 @@ def cmd_fit_heads(args) -> None:
     model, cfg, card = load_checkpoint(args.checkpoint)
     task = get_task(cfg.train.task)
     cfg.train.head_steps = args.steps
+    cfg.train.head_inputs = args.inputs or cfg.train.head_inputs
     card["heads"] = fit_heads(model, task, task.split("train", cfg.train.seed), args.steps, seed=cfg.train.seed,
-                              dtype=cfg.train.dtype)
+                              dtype=cfg.train.dtype, inputs=cfg.train.head_inputs)
     save_checkpoint(args.checkpoint, model, cfg, card)
-    print(json.dumps({"checkpoint": args.checkpoint, "head_steps": args.steps, **card["heads"]}))
+    print(json.dumps({"checkpoint": args.checkpoint, "head_steps": args.steps, "head_inputs": cfg.train.head_inputs,
+                      **card["heads"]}))
     print("the card's LPRM and halting metrics predate the refit: run `python -m gram eval --checkpoint "
           f"{args.checkpoint} --card` again", file=sys.stderr)
 
@@ -91,4 +93,5 @@ def add_parser(sub) -> None:
     f = sub.add_parser("fit-heads", help="refit a checkpoint's halting and LPRM heads on its own prior rollouts")
     f.add_argument("--checkpoint", required=True)
     f.add_argument("--steps", type=int, default=3000, help="optimiser steps of the heads (the core is not touched)")
+    f.add_argument("--inputs", type=int, help="training inputs to roll out (x 4 samples); default: the config's head_inputs")
     f.set_defaults(func=cmd_fit_heads)

@@ -399,7 +399,8 @@ class Trainer:
         t, model, card = self.cfg.train, self.ema, self.card()
         if final and t.head_steps:
             model = copy.deepcopy(self.ema)
-            card["heads"] = fit_heads(model, self.task, self.train_split, t.head_steps, seed=t.seed, dtype=t.dtype)
+            card["heads"] = fit_heads(model, self.task, self.train_split, t.head_steps, seed=t.seed, dtype=t.dtype,
+                                     inputs=t.head_inputs)
         save_checkpoint(d, model, self.cfg, card)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})

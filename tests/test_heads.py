@@ -51,16 +51,16 @@ def test_the_refit_learns_which_answers_are_right():
 
 
 def test_train_with_head_steps_equals_train_then_fit_heads(tmp_path):
-    extra = ["steps=3", "head_steps=10"]
+    extra = ["steps=3", "head_steps=10", "head_inputs=16"]
     Trainer(tiny_config(*extra), out=tmp_path / "a").fit()
     Trainer(tiny_config("steps=3"), out=tmp_path / "b").fit()
-    r = run_gram("fit-heads", "--checkpoint", tmp_path / "b", "--steps", 10)
+    r = run_gram("fit-heads", "--checkpoint", tmp_path / "b", "--steps", 10, "--inputs", 16)
     assert r.returncode == 0, r.stderr
     assert last_json(r.stdout)["head_steps"] == 10 and "eval" in r.stderr
     a, b = read_tensors(tmp_path / "a" / "model.safetensors"), read_tensors(tmp_path / "b" / "model.safetensors")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     _, cfg, card = load_checkpoint(tmp_path / "b")
-    assert cfg.train.head_steps == 10 and set(card["heads"]) == {"halt_loss", "value_loss"}
+    assert cfg.train.head_steps == 10 and cfg.train.head_inputs == 16 and set(card["heads"]) == {"halt_loss", "value_loss"}
     # the resume state keeps the EMA's heads as trained: the refit is for the saved model only
     ema = {k[4:]: v for k, v in read_tensors(tmp_path / "a" / "resume.safetensors").items() if k.startswith("ema.")}
     assert any(not torch.equal(ema[k], a[k]) for k in a if k.startswith(HEADS))
