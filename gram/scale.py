@@ -59,7 +59,7 @@ def scale_table(model, task, split, widths: list[int], depths: list[int], act: b
             log(f"inputs {b}/{P}")
     rows = []
     for d, (preds, values) in picks.items():
-        samples, values = torch.cat(preds).view(P, N, S), torch.cat(values).view(P, N)
+        samples, values = task.canonical_samples(torch.cat(preds).view(P, N, S)), torch.cat(values).view(P, N)
         valid = task.is_correct(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N)
         c = selection_curves(samples, values, valid, widths, split.n_targets())
         used = torch.cat(steps_act).view(P, N) if d == "act" else None

@@ -162,3 +162,20 @@ def test_tiny_training_run():
     logs = [tr.train_step() for _ in range(3)]
     assert all(torch.isfinite(torch.tensor(l["loss"])) for l in logs)
     assert 0 <= tr.evaluate()["prior_accuracy"] <= 1
+
+
+def test_width_curves_vote_on_answers_not_colour_names(task):
+    """Two renamings of one colouring and one other valid colouring: the vote must see two votes for the
+    first answer (compare_models and scale_table canonicalise, as evaluate_samples does)."""
+    from gram.analysis import selection_curves
+    s = task.split("test")
+    i = int(torch.nonzero(s.n_targets() >= 2).flatten()[0])
+    a, b = s.targets[s.owner == i][:2]
+    renamed = a.clone()
+    slots = renamed[task.n_pairs:]
+    renamed[task.n_pairs:] = torch.where(slots == COLOUR0, COLOUR0 + 1, torch.where(slots == COLOUR0 + 1, COLOUR0, slots))
+    samples = task.canonical_samples(torch.stack([b, renamed, a])[None])
+    assert torch.equal(samples[0, 1], samples[0, 2]) and not torch.equal(samples[0, 0], samples[0, 1])
+    valid = torch.tensor([[True, True, True]])
+    c = selection_curves(samples, torch.zeros(1, 3), valid, [3], s.n_targets()[i:i + 1])
+    assert c["distinct"] == [2.0]

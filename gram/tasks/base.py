@@ -87,6 +87,11 @@ class Task:
         that counting distinct answers and comparing with targets is fair. Default: pred itself."""
         return pred
 
+    def canonical_samples(self, samples: torch.Tensor) -> torch.Tensor:
+        """(P, N, S) samples -> the same in canonical form: what votes, distinct answers and coverage count."""
+        P, N, S = samples.shape
+        return self.canonical(samples.reshape(P * N, S)).view(P, N, S)
+
     def empty_input(self) -> torch.Tensor:
         """The input of an unconditional task (all blank); conditional tasks have none."""
         raise ValueError(f"task {self.name} needs an input")
@@ -108,7 +113,7 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
     from ..select import majority_vote, best_of_n  # local: select imports nothing from tasks
 
     P, N, S = samples.shape
-    samples = task.canonical(samples.reshape(P * N, S)).view(P, N, S)
+    samples = task.canonical_samples(samples)
     flat_x = split.inputs.repeat_interleave(N, 0)
     valid = task.is_correct(flat_x, samples.reshape(P * N, S)).view(P, N)
     targets_by_input = [[] for _ in range(P)]
