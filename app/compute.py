@@ -212,8 +212,9 @@ def _batch(key: str, task_name: str, split_seed: int, n_inputs: int, n: int, see
     samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle)
     P = len(sub)
     valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
-    return {"inputs": sub.inputs.numpy(), "samples": samples.numpy(), "values": values.float().numpy(),
-            "valid": valid.numpy(), "n_targets": sub.n_targets().numpy()}
+    # answers: the samples in canonical form, what a vote counts (graph colouring: not colour names)
+    return {"inputs": sub.inputs.numpy(), "samples": samples.numpy(), "answers": task.canonical_samples(samples).numpy(),
+            "values": values.float().numpy(), "valid": valid.numpy(), "n_targets": sub.n_targets().numpy()}
 
 
 def batch(ckpt, task_name: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
@@ -233,10 +234,10 @@ def selection_curves(b: dict, ns: list[int]) -> dict:
     """Accuracy of majority vote and of best-of-N by LPRM value when only the first n samples exist."""
     if _analysis is not None and hasattr(_analysis, "selection_curves"):
         try:
-            return _analysis.selection_curves(b["samples"], b["values"], b["valid"], ns)
+            return _analysis.selection_curves(b["answers"], b["values"], b["valid"], ns)
         except Exception:
             pass
-    samples, values, valid = torch.as_tensor(b["samples"]), torch.as_tensor(b["values"]), torch.as_tensor(b["valid"])
+    samples, values, valid = torch.as_tensor(b["answers"]), torch.as_tensor(b["values"]), torch.as_tensor(b["valid"])
     vote, lprm, any_ok = [], [], []
     for n in ns:
         iv = majority_vote(samples[:, :n])
@@ -248,7 +249,7 @@ def selection_curves(b: dict, ns: list[int]) -> dict:
 
 
 def picks(b: dict) -> tuple[np.ndarray, np.ndarray]:
-    samples, values = torch.as_tensor(b["samples"]), torch.as_tensor(b["values"])
+    samples, values = torch.as_tensor(b["answers"]), torch.as_tensor(b["values"])
     return majority_vote(samples).numpy(), best_of_n(values).numpy()
 
 

@@ -62,18 +62,18 @@ with r:
 
 st.markdown("#### One puzzle up close")
 differ = [i for i in range(P) if vote_ok[i] != lprm_ok[i] or
-          not np.array_equal(b["samples"][i, iv[i]], b["samples"][i, il[i]])]
+          not np.array_equal(b["answers"][i, iv[i]], b["answers"][i, il[i]])]
 options = differ + [i for i in range(P) if i not in differ]
 k = st.selectbox("Puzzle", options, key=ui.state_key("sel", "puzzle", options[0], int, valid=lambda v: 0 <= v < P),
                  format_func=lambda i: f"puzzle {i}" + ("  (the selectors disagree)" if i in differ else ""))
 x = torch.as_tensor(b["inputs"][k])
-samples = torch.as_tensor(b["samples"][k])
+samples, answers = torch.as_tensor(b["samples"][k]), torch.as_tensor(b["answers"][k])
 values = b["values"][k]
 ok = valid[k]
 a1, a2, a3 = st.columns([1, 1, 1.3])
 for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPRM best-of-N", il[k], lprm_ok[k])):
     with col:
-        votes = int((samples == samples[idx]).all(1).sum())
+        votes = int((answers == answers[idx]).all(1).sum())
         st.markdown(f"**{name}** picks sample {idx} ({votes}/{n} votes, value {values[idx]:.2f}) "
                     f"<span class='gram-pill {'ok' if good else 'bad'}'>{'valid' if good else 'invalid'}</span>",
                     unsafe_allow_html=True)

@@ -240,3 +240,18 @@ def test_unconditional_generation_starts_from_a_blank_input(env, tmp_path, monke
     grid = testkit.figures(at)["gen_grid"]
     assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 12
     assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(testkit.figures(at)["gen_quality"]))
+
+
+
+def test_selection_votes_count_answers_not_colour_names(env):
+    """Graph colouring: picks and curves read the batch's canonical `answers`, so two namings of one colouring
+    are one answer with two votes; the page renders on it."""
+    import numpy as np
+
+    from app import compute
+    raw = np.array([[[5, 5], [5, 6], [6, 5]]])  # three distinct namings; samples 1 and 2 are one colouring
+    answers = np.array([[[0, 0], [0, 1], [0, 1]]])
+    b = {"samples": raw, "answers": answers, "values": np.zeros((1, 3)), "valid": np.array([[False, True, True]])}
+    assert compute.picks(b)[0][0] == 1  # on the raw samples every one has one vote and the first (invalid) wins
+    assert compute.selection_curves(b, [3])["vote"] == [1.0]
+    clean(open_page("selection", {"g_task": "graph_coloring8"}))
