@@ -1,6 +1,6 @@
 """Cached calls into the library for the pages. No model logic lives here: every number comes from
-gram.rollout / gram.select / gram.tasks (and gram.analysis when it is present); this module only
-caches results per (checkpoint, input, width, seed) and turns library errors into messages.
+gram.rollout / gram.select / gram.analysis / gram.tasks; this module only caches results per
+(checkpoint, input, width, seed) and turns library errors into messages.
 
 Caches: models and traces with st.cache_resource (tensors, shared by all sessions, bounded);
 batch evaluations (plain arrays) with st.cache_data persisted to disk, so a page reopened after a
@@ -9,26 +9,17 @@ server restart is instant.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 import torch
 
+from gram import analysis
+from gram import rollout as rollouts
 from gram.checkpoint import CheckpointError, load_checkpoint
 from gram.rollout import Trace, rollout, sample
 from gram.select import best_of_n, majority_vote
 from gram.tasks import get_task
-
-try:  # the analysis module is written alongside the app; use it when it has landed
-    from gram import analysis as _analysis
-except ImportError:  # pragma: no cover - depends on the library's progress
-    _analysis = None
-
-try:
-    from gram.rollout import branch as _branch
-except ImportError:  # pragma: no cover
-    _branch = None
 
 MAX_WIDTH = 128  # trajectories a page rolls out at once
 TRACE_BUDGET = 1.5e9  # bytes a single recorded trace may take
@@ -103,65 +94,18 @@ def trace(ckpt, x: torch.Tensor, *, n: int = 1, seed: int = 0, n_sup: int = 8, t
         raise UserError(f"The rollout failed: {e}") from None
 
 
-def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: int, temperature: float = 1.0,
-           branch_seed: int = 1000) -> tuple[Trace, int]:
+def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: int,
+           temperature: float = 1.0) -> tuple[Trace, int]:
     """M continuations of trajectory `seed` from the end of the supervision step holding record `at_record`
     of its transition-level trace. Returns (trace of the M branches, the supervision step branched from)."""
     model, cfg, _ = load(ckpt)
-    T = cfg.model.T
-    step = at_record // T + 1  # supervision step of that record (1-based); branch after it completes
-    step = min(step, n_sup - 1)
+    step = min(at_record // cfg.model.T + 1, n_sup - 1)  # that record's supervision step (1-based), completed
     if step < 1 or m < 1:
         raise UserError("Pick a step before the last one to branch from.")
-    check_width(cfg, m, n_sup - step)
+    check_width(cfg, m, n_sup)
     with torch.inference_mode():
-        if _branch is not None:
-            try:  # the library's branch: the prefix replayed once and shared by the M continuations
-                return _branch(model, x, seed, step, m, n_sup=n_sup, temperature=temperature,
+        return rollouts.branch(model, x, seed, step, m, n_sup=n_sup, temperature=temperature,
                                record="transitions"), step
-            except TypeError:
-                pass  # an older signature: the same thing through the Trace API
-        seeds = [branch_seed + seed * 1000 + j for j in range(m)]
-        prefix = rollout(model, x[None], n_sup=step, seeds=[seed], temperature=temperature, record="none")
-        h, l = prefix.state
-        start = (h.expand(m, -1, -1), None if l is None else l.expand(m, -1, -1))
-        tr = rollout(model, x[None].expand(m, -1), n_sup=n_sup - step, seeds=seeds, temperature=temperature,
-                     record="transitions", start=start, start_step=step)
-    return tr, step
-
-
-# --- projections ------------------------------------------------------------------------------
-@dataclass
-class Projection:
-    coords: np.ndarray  # (R, N, k)
-    explained: np.ndarray  # (k,) explained-variance ratio of each axis
-
-
-def pca(h: torch.Tensor, k: int = 3) -> Projection:
-    """PCA fitted once on every state of the run (all records, all trajectories): fixed axes."""
-    R, N = h.shape[:2]
-    if _analysis is not None and hasattr(_analysis, "pca"):
-        try:
-            res = _analysis.pca(h, k=k)
-            coords = res.coords if hasattr(res, "coords") else res[0]
-            expl = res.explained if hasattr(res, "explained") else res[1]
-            return Projection(np.asarray(coords, dtype=np.float32).reshape(R, N, -1), np.asarray(expl))
-        except Exception:
-            pass
-    X = h.reshape(R * N, -1).float()
-    X = X - X.mean(0, keepdim=True)
-    k = max(1, min(k, X.shape[0], X.shape[1]))
-    total = X.pow(2).sum()
-    if total <= 0:
-        return Projection(np.zeros((R, N, k), np.float32), np.zeros(k))
-    if min(X.shape) <= 256:
-        U, S, V = torch.linalg.svd(X, full_matrices=False)
-        V = V.T
-    else:
-        U, S, V = torch.svd_lowrank(X, q=min(k + 8, min(X.shape)), niter=3)
-    coords = (X @ V[:, :k]).numpy()
-    expl = (S[:k] ** 2 / total).numpy()
-    return Projection(coords.reshape(R, N, k), expl)
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -231,21 +175,8 @@ def widths(n_max: int) -> list[int]:
 
 
 def selection_curves(b: dict, ns: list[int]) -> dict:
-    """Accuracy of majority vote and of best-of-N by LPRM value when only the first n samples exist."""
-    if _analysis is not None and hasattr(_analysis, "selection_curves"):
-        try:
-            return _analysis.selection_curves(b["answers"], b["values"], b["valid"], ns)
-        except Exception:
-            pass
-    samples, values, valid = torch.as_tensor(b["answers"]), torch.as_tensor(b["values"]), torch.as_tensor(b["valid"])
-    vote, lprm, any_ok = [], [], []
-    for n in ns:
-        iv = majority_vote(samples[:, :n])
-        il = best_of_n(values[:, :n])
-        vote.append(valid[:, :n].gather(1, iv[:, None]).float().mean().item())
-        lprm.append(valid[:, :n].gather(1, il[:, None]).float().mean().item())
-        any_ok.append(valid[:, :n].any(1).float().mean().item())
-    return {"n": ns, "vote": vote, "lprm": lprm, "oracle": any_ok}
+    """Vote / LPRM / pass@n accuracy (and coverage) when only the first n samples of a batch exist."""
+    return analysis.selection_curves(b["answers"], b["values"], b["valid"], ns, b["n_targets"])
 
 
 def picks(b: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -262,16 +193,3 @@ def coverage_curve(task, x: torch.Tensor, answers: torch.Tensor, ns: list[int]) 
             seen.add(tuple(a))
         found.append(len(seen))
     return [found[min(n, len(found)) - 1] for n in ns]
-
-
-def spread(tr: Trace) -> tuple[np.ndarray, np.ndarray]:
-    """Per record: RMS distance of the N trajectories' h from their mean, and the number of distinct answers."""
-    if _analysis is not None and hasattr(_analysis, "per_step_spread") and hasattr(_analysis, "distinct_per_step"):
-        try:
-            return np.asarray(_analysis.per_step_spread(tr)), np.asarray(_analysis.distinct_per_step(tr))
-        except Exception:
-            pass
-    h = tr.h.float().reshape(tr.h.shape[0], tr.h.shape[1], -1)
-    rms = (h - h.mean(1, keepdim=True)).pow(2).sum(-1).mean(1).sqrt().numpy()
-    distinct = np.array([len({tuple(r) for r in tr.pred[k].tolist()}) for k in range(tr.pred.shape[0])])
-    return rms, distinct

@@ -129,8 +129,8 @@ def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 
     P, out = len(split), {}
     for name, model in zip(names, (a, b)):
         samples, values = sample(model, split.inputs, n, seed=seed, n_sup=n_sup, puzzle=split.puzzle)
-        samples = task.canonical_samples(samples)  # a vote counts answers, not colour namings
-        valid = task.is_correct(split.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
+        canon = task.canonical_samples(samples)  # a vote counts answers, not colour namings
+        valid = task.is_correct(split.inputs.repeat_interleave(n, 0), canon.reshape(P * n, -1)).view(P, n)
         out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values),
-                     "curves": selection_curves(samples, values, valid, ns, split.n_targets())}
+                     "curves": selection_curves(canon, values, valid, ns, split.n_targets())}
     return out

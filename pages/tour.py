@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 
 from app import compute, figures, state, ui
+from gram import analysis
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -75,7 +76,7 @@ with step(3, "Noise makes trajectories diverge",
           "projected on the two main principal components, coloured by its final answer.",
           "trajectories", "Explore trajectories"):
     if tr is not None:
-        proj = compute.pca(tr.h, k=2)
+        proj = analysis.pca(tr.h, k=2)
         labels, _ = compute.answer_labels(task, x, tr.final, compute.known_solutions(task.name, 0, x))
         st.plotly_chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360),
                         key="tour_pca", config=CFG)

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import compute, figures, state, ui
+from gram import analysis
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -41,7 +42,7 @@ with ui.guard("the rollout"):
     tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp)
 if tr is None:
     st.stop()
-proj = compute.pca(tr.h, k=3)
+proj = analysis.pca(tr.h, k=3)
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 labels, valid = compute.answer_labels(task, x, tr.final, known)
 step_names = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
@@ -102,7 +103,7 @@ def view():
 
 view()
 
-rms, distinct = compute.spread(tr)
+rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(tr)
 s1, s2 = st.columns(2)
 with s1:
     st.plotly_chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,

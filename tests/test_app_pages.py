@@ -251,7 +251,8 @@ def test_selection_votes_count_answers_not_colour_names(env):
     from app import compute
     raw = np.array([[[5, 5], [5, 6], [6, 5]]])  # three distinct namings; samples 1 and 2 are one colouring
     answers = np.array([[[0, 0], [0, 1], [0, 1]]])
-    b = {"samples": raw, "answers": answers, "values": np.zeros((1, 3)), "valid": np.array([[False, True, True]])}
+    b = {"samples": raw, "answers": answers, "values": np.zeros((1, 3)), "valid": np.array([[False, True, True]]),
+         "n_targets": np.array([2])}
     assert compute.picks(b)[0][0] == 1  # on the raw samples every one has one vote and the first (invalid) wins
     assert compute.selection_curves(b, [3])["vote"] == [1.0]
     clean(open_page("selection", {"g_task": "graph_coloring8"}))
