@@ -126,11 +126,9 @@ def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 
 
     ns = ns or sorted({1, n, *[2 ** i for i in range(1, n.bit_length()) if 2 ** i < n]})
     names = ("a", "b") if a.cfg.mode == b.cfg.mode else (a.cfg.mode, b.cfg.mode)
-    P, out = len(split), {}
+    out = {}
     for name, model in zip(names, (a, b)):
         samples, values = sample(model, split.inputs, n, seed=seed, n_sup=n_sup, puzzle=split.puzzle)
-        canon = task.canonical_samples(samples)  # a vote counts answers, not colour namings
-        valid = task.is_correct(split.inputs.repeat_interleave(n, 0), canon.reshape(P * n, -1)).view(P, n)
-        out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values),
-                     "curves": selection_curves(canon, values, valid, ns, split.n_targets())}
+        # the metrics and the curves read one canonical set of answers (a vote counts colourings, not namings)
+        out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values, widths=ns)}
     return out

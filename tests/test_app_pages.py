@@ -242,7 +242,6 @@ def test_unconditional_generation_starts_from_a_blank_input(env, tmp_path, monke
     assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(testkit.figures(at)["gen_quality"]))
 
 
-
 def test_selection_votes_count_answers_not_colour_names(env):
     """Graph colouring: picks and curves read the batch's canonical `answers`, so two namings of one colouring
     are one answer with two votes; the page renders on it."""

@@ -101,7 +101,8 @@ class Task:
         return {}
 
 
-def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None) -> dict:
+def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None,
+                     widths: list[int] | None = None) -> dict:
     """The shared metrics over N samples per input. samples (P, N, S) int, values (P, N) LPRM values.
 
     accuracy     mean over inputs and samples of validity (the paper's per-sample accuracy)
@@ -109,8 +110,10 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
     coverage     mean over inputs of (distinct valid samples / number of valid answers)
     distinct     mean number of distinct answers per input
     accuracy_vote / accuracy_lprm: validity of the answer picked by majority vote / best LPRM value
+    curves       with widths (and values): gram.analysis.selection_curves over the same canonical answers
     """
-    from ..select import majority_vote, best_of_n  # local: select imports nothing from tasks
+    from ..analysis import selection_curves  # local: defining a task needs neither the rollout nor select
+    from ..select import majority_vote, best_of_n
 
     P, N, S = samples.shape
     samples = task.canonical_samples(samples)
@@ -145,4 +148,6 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
                for i in torch.nonzero(multi).flatten().tolist()]
         out["multi_coverage"] = sum(cov) / len(cov)
     out.update(task.extra_metrics(split, samples))
+    if widths:
+        out["curves"] = selection_curves(samples, values, valid, widths, n_targets)
     return out
