@@ -58,7 +58,8 @@ def test_min_rating_knob():
 
 def test_splits(task):
     train, test = task.split("train"), task.split("test")
-    assert (len(train), len(test)) == (256 * 32, 64)
+    assert (len(train), len(test)) == (2048 * 32, 64)
+    assert torch.equal(test.inputs, task._all(0)[1].inputs)  # the test split alone is the head of the full stream
     assert task.is_correct(train.inputs[train.owner], train.targets).all()
     assert task.is_correct(test.inputs[test.owner], test.targets).all()
     assert not {tuple(r) for r in train.targets.tolist()} & {tuple(r) for r in test.targets.tolist()}
