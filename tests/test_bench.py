@@ -6,6 +6,7 @@ import json
 from conftest import run_gram
 
 from gram.bench import matmul_peak
+from gram.rollout import resolve_dtype
 
 
 def test_matmul_peak_is_measured():
@@ -22,7 +23,7 @@ def test_bench_train_json_contract():
     rows = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert [row["config"] for row in rows] == ["default"]
     row = rows[0]
-    assert row["D"] == 32 and row["batch"] == 8 and row["dtype"] == "fp32"
+    assert row["D"] == 32 and row["batch"] == 8 and row["dtype"] == resolve_dtype("auto", "cpu")
     assert 0 < row["seconds_per_step_best"] <= row["seconds_per_step"] <= row["seconds_per_step_worst"]
     assert row["samples_x_sup_steps_per_s"] > 0 and row["gflop_per_step"] > 0 and row["peak_memory_mb"] > 0
     assert 0 < row["mfu"] <= row["mfu_best"] and row["matmul_peak_gflops"] >= row["matmul_median_gflops"] > 0
