@@ -145,6 +145,25 @@ def need_partner(sel: dict, mode: str, key: str):
     return ck
 
 
+def noise_scale(prefix: str) -> float:
+    """The one stochastic knob every sampling page shares, bound to the URL."""
+    key = state_key(prefix, "temp", 1.0, float, valid=lambda v: 0 <= v <= 2)
+    return st.slider("Noise scale", 0.0, 2.0, step=0.1, key=key,
+                     help="Scales the standard normal behind the guidance noise; 0 follows the learned mean.")
+
+
+def partner_trace(task, ck, x: torch.Tensor, **trace_kwargs):
+    """The other mode (GRAM <-> deterministic) and the same rollout on its checkpoint, for side-by-side views;
+    the trace is None when there is no such checkpoint or its rollout fails (the page still shows its own)."""
+    mode = "deterministic" if ck.mode != "deterministic" else "gram"
+    pck = state.partner(task.name, mode, exclude=ck.path)
+    if pck is not None:
+        with guard("the comparison rollout"):
+            compute.load(pck, task.name)
+            return mode, compute.trace(pck, x, **trace_kwargs)
+    return mode, None
+
+
 def puzzle_picker(task, seed: int, prefix: str) -> torch.Tensor | None:
     """Preset / random test puzzle / typed puzzle, bound to the URL. Returns input tokens (S,) or None
     (with an error shown) when a typed puzzle does not parse."""

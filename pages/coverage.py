@@ -24,24 +24,18 @@ with c2:
     n = st.select_slider("Samples N", [1, 2, 4, 8, 16, 32, 64, 128], key=ui.state_key(
         "cov", "n", 64, int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64, 128)))
 with c3:
-    temp = st.slider("Noise scale", 0.0, 2.0, step=0.1, key=ui.state_key("cov", "temp", 1.0, float,
-                                                                          valid=lambda v: 0 <= v <= 2))
+    temp = ui.noise_scale("cov")
 if x is None:
     st.stop()
 
 n_sup = max(cfg.train.n_sup, 8)
-tr = other = None
+tr = None
 with ui.guard("the samples"):
     tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
 if tr is None:
     st.stop()
-partner_mode = "deterministic" if ck.mode != "deterministic" else "gram"
-pck = state.partner(task.name, partner_mode, exclude=ck.path)
-if pck is not None:
-    with ui.guard("the comparison"):
-        compute.load(pck, task.name)
-        other = compute.trace(pck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps",
-                              latents="pooled")
+partner_mode, other = ui.partner_trace(task, ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps",
+                                       latents="pooled")
 
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ns = compute.widths(n)
@@ -59,8 +53,8 @@ m3.metric("valid samples", f"{sum(valid)}/{n}")
 series = {f"{ck.mode}": cov}
 colors = {ck.mode: figures.GRAM if ck.mode == "gram" else figures.DET}
 if other is not None:
-    series[pck.mode] = compute.coverage_curve(task, x, other.final, ns)
-    colors[pck.mode] = figures.DET if pck.mode == "deterministic" else figures.GRAM
+    series[partner_mode] = compute.coverage_curve(task, x, other.final, ns)
+    colors[partner_mode] = figures.DET if partner_mode == "deterministic" else figures.GRAM
 fig = figures.curves(ns, series, "distinct valid answers found against N", "N samples (log scale)", "answers found",
                      colors=colors, log_x=True)
 if known:

@@ -23,23 +23,16 @@ with c2:
     n_sup = st.slider("Depth (supervision steps)", 1, 48, key=ui.state_key("rec", "depth", max(cfg.train.n_sup, 8), int,
                                                                            valid=lambda v: 1 <= v <= 48))
 with c3:
-    temp = st.slider("Noise scale", 0.0, 2.0, step=0.1, key=ui.state_key("rec", "temp", 1.0, float,
-                                                                          valid=lambda v: 0 <= v <= 2),
-                     help="Scales the standard normal behind the guidance noise; 0 follows the learned mean.")
+    temp = ui.noise_scale("rec")
 if x is None:
     st.stop()
 
-tr = other = None
+tr = None
 with ui.guard("the rollout"):
     tr = compute.trace(ck, x, n=1, seed=sel["seed"], n_sup=n_sup, temperature=temp)
 if tr is None:
     st.stop()
-partner_mode = "deterministic" if ck.mode != "deterministic" else "gram"
-pck = state.partner(task.name, partner_mode, exclude=ck.path)
-if pck is not None:
-    with ui.guard("the comparison rollout"):
-        compute.load(pck, task.name)
-        other = compute.trace(pck, x, n=1, seed=sel["seed"], n_sup=n_sup, temperature=temp)
+partner_mode, other = ui.partner_trace(task, ck, x, n=1, seed=sel["seed"], n_sup=n_sup, temperature=temp)
 
 labels = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
 R = len(labels)
@@ -70,7 +63,7 @@ def scrubber():
             j = next((k for k, (a, b) in enumerate(zip(other.sup.tolist(), other.trans.tolist()))
                       if a == s and b == min(t, T2)), len(other.sup) - 1)
             opred = other.pred[j, 0]
-            st.markdown(f"**{state.MODE_LABELS.get(pck.mode, pck.mode)}** · same puzzle, step "
+            st.markdown(f"**{state.MODE_LABELS.get(partner_mode, partner_mode)}** · same puzzle, step "
                         f"{int(other.sup[j])}.{int(other.trans[j])} &nbsp; {verdict(opred)}", unsafe_allow_html=True)
             st.plotly_chart(figures.board(task, opred.numpy(), other.probs[j, 0].float().numpy(), x.numpy(), height=380),
                             key="rec_board_other", config={"displayModeBar": False})
@@ -94,8 +87,8 @@ def scrubber():
     series = {"LPRM value": tr.value[:, 0].numpy(), "P(halt)": tr.halt[:, 0].numpy()}
     colors = {"LPRM value": figures.LPRM, "P(halt)": figures.GRAM}
     if other is not None:
-        series["P(halt), " + pck.mode] = other.halt[:, 0].numpy()[: R]
-        colors["P(halt), " + pck.mode] = figures.DET
+        series["P(halt), " + partner_mode] = other.halt[:, 0].numpy()[: R]
+        colors["P(halt), " + partner_mode] = figures.DET
     fig = figures.step_lines(labels, series, i, "value estimate and halting probability per step", colors=colors)
     fig.add_hline(y=0.5, line=dict(color=figures.MUTED, width=1, dash="dash"), annotation_text="halt threshold",
                   annotation_position="bottom right")

@@ -26,8 +26,7 @@ with c2:
     n = st.slider("Samples N", 1, compute.MAX_WIDTH, key=ui.state_key("traj", "n", 32, int,
                                                                       valid=lambda v: 1 <= v <= compute.MAX_WIDTH),
                   help="The stochastic knob: more samples, more of the answer space explored.")
-    temp = st.slider("Noise scale", 0.0, 2.0, step=0.1, key=ui.state_key("traj", "temp", 1.0, float,
-                                                                          valid=lambda v: 0 <= v <= 2))
+    temp = ui.noise_scale("traj")
 with c3:
     n_sup = st.slider("Depth", 1, 32, key=ui.state_key("traj", "depth", max(cfg.train.n_sup, 8), int,
                                                        valid=lambda v: 1 <= v <= 32))
