@@ -61,6 +61,11 @@ class TrainConfig:
     beta: float = 1.0  # weight of the balanced KL (KL summed over D, averaged over positions)
     kl_balance: float = 0.8  # DreamerV2 balancing: weight on KL(sg(q) || p)
     prior_frac: float = 0.25  # gram mode: share of the carry rolled out from the prior to train the heads
+    # gram mode: weight of the cross-entropy on those prior rows, added to the ELBO (0 = the paper's loss).
+    # On a unique-answer task (Sudoku) q has nothing to say but the answer, and at a beta low enough to learn
+    # fast it says it (the private channel); this term trains the core on the rollouts inference will make.
+    # On multi-answer tasks it pulls the prior toward one arbitrary answer: leave it at 0 there
+    prior_ce: float = 0.0
     head_steps: int = 0  # >0: the saved model's halting and LPRM heads are refitted at the end (gram.heads)
     head_inputs: int = 1024  # training inputs (x 4 samples) whose prior rollouts that refit learns from
     # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16
@@ -141,6 +146,8 @@ class Config:
             raise ValueError("need head_steps >= 0 and head_inputs >= 1")
         if not 0 <= t.prior_frac < 1:
             raise ValueError("prior_frac must be in [0, 1)")
+        if t.prior_ce < 0 or (t.prior_ce > 0 and t.prior_frac == 0):
+            raise ValueError("prior_ce must be >= 0, and needs prior_frac > 0 (the rows it trains on)")
         return self
 
 

@@ -242,10 +242,12 @@ class Trainer:
                 prior_rows = c.prior.float()
                 sums.update(kl=(kl_true * core).sum(), sigma_p=s_p.sum(), sigma_p_n=torch.tensor(float(s_p.numel()), device=s_p.device),
                             sigma_q=(s_q.mean((1, 2)) * core).sum(), prior_rows=prior_rows.sum(),
-                            prior_correct=(correct * prior_rows).sum())
+                            prior_correct=(correct * prior_rows).sum(), prior_ce=(ce * prior_rows).sum())
             sums["loss"] = (loss_rows * core).sum()
             total = dict(zip(sums, w.all_reduce(torch.stack(list(sums.values())).detach())))
             loss = sums["loss"] / total["rows"].clamp(min=1) + sums["head_loss"] / total["heads_rows"].clamp(min=1)
+            if gram and t.prior_ce > 0:
+                loss = loss + t.prior_ce * sums["prior_ce"] / total["prior_rows"].clamp(min=1)
             if w.size > 1:
                 loss = loss * w.size  # DDP averages the ranks' gradients; the global loss is their sum
         lr = self._lr()

@@ -242,3 +242,21 @@ def test_schedules():
     assert cos[10] == 1.0 and cos[40] < 0.9 and cos[99] < 0.11
     assert wsd[10:71] == [1.0] * 61 and wsd[80] < 1.0 and wsd[99] < 0.11
     assert all(a >= b for a, b in zip(wsd[70:], wsd[71:]))
+
+
+
+def test_prior_ce_adds_the_prior_rows_cross_entropy():
+    """prior_ce trains the core on the prior-rollout rows too: the same batch and forward, another update."""
+    a = Trainer(tiny_config("prior_frac=0.5"))
+    b = Trainer(tiny_config("prior_frac=0.5", "prior_ce=1"))
+    la, lb = a.train_step(), b.train_step()
+    assert la["ce"] == lb["ce"] and la["train_prior_accuracy"] == lb["train_prior_accuracy"]
+    wa, wb = weights(a), weights(b)
+    assert not torch.equal(wa["model.f_L.0.mlp.down.weight"], wb["model.f_L.0.mlp.down.weight"])
+
+
+def test_prior_ce_needs_prior_rows():
+    with pytest.raises(ValueError, match="prior_ce"):
+        tiny_config("prior_frac=0", "prior_ce=1").validate()
+    with pytest.raises(ValueError, match="prior_ce"):
+        tiny_config("prior_ce=-1").validate()
