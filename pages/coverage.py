@@ -34,8 +34,8 @@ with ui.guard("the samples"):
     tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
 if tr is None:
     st.stop()
-partner_mode, other = ui.partner_trace(task, ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps",
-                                       latents="pooled")
+partner_mode, other = ui.partner_trace(task, ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp,
+                                       record="steps", latents="pooled")
 
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ns = compute.widths(n)

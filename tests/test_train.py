@@ -244,7 +244,6 @@ def test_schedules():
     assert all(a >= b for a, b in zip(wsd[70:], wsd[71:]))
 
 
-
 def test_prior_ce_adds_the_prior_rows_cross_entropy():
     """prior_ce trains the core on the prior-rollout rows too: the same batch and forward, another update."""
     a = Trainer(tiny_config("prior_frac=0.5"))
