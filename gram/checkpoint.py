@@ -119,9 +119,20 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[G
     return model.to(map_location).eval(), cfg, card
 
 
-def check_state(model: torch.nn.Module, tensors: dict, where) -> None:
+def warm_start(model: GRAM, directory: str | Path) -> list[str]:
+    """Start `model` from a checkpoint's weights. The model may hold tensors the file lacks (GRAM's guidance
+    heads on top of a deterministic run's core); those keep their fresh initialisation and are returned.
+    Every tensor in the file must fit the model, so a checkpoint of another size or task is refused."""
+    path = Path(directory) / "model.safetensors"
+    tensors = read_tensors(path)
+    check_state(model, tensors, path, allow_missing=True)
+    model.load_state_dict(tensors, strict=False)
+    return sorted(set(model.state_dict()) - set(tensors))
+
+
+def check_state(model: torch.nn.Module, tensors: dict, where, allow_missing: bool = False) -> None:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
+    missing = [] if allow_missing else sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in tensors and tensors[k].shape != v.shape]

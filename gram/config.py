@@ -66,6 +66,9 @@ class TrainConfig:
     # fast it says it (the private channel); this term trains the core on the rollouts inference will make.
     # On multi-answer tasks it pulls the prior toward one arbitrary answer: leave it at 0 there
     prior_ce: float = 0.0
+    # a checkpoint directory whose weights start this run (tensors it lacks keep their fresh initialisation):
+    # e.g. a deterministic run's core, then GRAM on top, so q meets a core that already reasons ("" = none)
+    init: str = ""
     head_steps: int = 0  # >0: the saved model's halting and LPRM heads are refitted at the end (gram.heads)
     head_inputs: int = 1024  # training inputs (x 4 samples) whose prior rollouts that refit learns from
     # autocast dtype of the recursion: auto | bf16 | fp32. auto = bf16 on CUDA and on CPUs with native bf16

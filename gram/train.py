@@ -39,7 +39,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.profiler import record_function
 
 from . import distributed
-from .checkpoint import CheckpointError, check_state, read_json, read_tensors, save_checkpoint, write_json, write_tensors
+from .checkpoint import (CheckpointError, check_state, read_json, read_tensors, save_checkpoint, warm_start, write_json,
+                         write_tensors)
 from .config import Config
 from .heads import fit_heads
 from .model import GRAM, balanced_kl, count_parameters, gaussian_kl
@@ -123,7 +124,8 @@ class Supervision(nn.Module):
 
 
 class Trainer:
-    def __init__(self, cfg: Config, out: str | Path | None = None, device: str | None = None):
+    def __init__(self, cfg: Config, out: str | Path | None = None, device: str | None = None, init: bool = True):
+        """init=False skips TrainConfig.init (resume() loads the run's own weights instead)."""
         self.world = distributed.setup(device)
         self.device = self.world.device
         self.task = get_task(cfg.train.task)
@@ -133,6 +135,8 @@ class Trainer:
         self.rows = self.world.rows(t.batch)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = GRAM(self.cfg.model).to(self.device)
+        if t.init and init:
+            warm_start(self.model, t.init)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n and n != "pos"
                  and "puzzle" not in n]
@@ -430,7 +434,7 @@ class Trainer:
         from .checkpoint import load_config
         d = Path(directory)
         cfg = load_config(d)
-        tr = cls(cfg, out=d, device=device)
+        tr = cls(cfg, out=d, device=device, init=False)
         tensors = read_tensors(d / "resume.safetensors")
         meta = read_json(d / "resume.json")
         part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

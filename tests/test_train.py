@@ -2,10 +2,13 @@
 the callback, and `bench learn`'s JSON contract."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from conftest import last_json, run_gram, tiny_config
 
+from gram.checkpoint import CheckpointError
 from gram.rollout import rollout
 from gram.train import LEAK_WARNING, Trainer, detect_leak
 
@@ -259,3 +262,30 @@ def test_prior_ce_needs_prior_rows():
         tiny_config("prior_frac=0", "prior_ce=1").validate()
     with pytest.raises(ValueError, match="prior_ce"):
         tiny_config("prior_ce=-1").validate()
+
+
+def test_init_warm_starts_gram_from_a_deterministic_run(tmp_path):
+    """init copies a deterministic run's core into a GRAM model; the guidance heads start fresh, so the first
+    GRAM update is the deterministic one plus noise. A resumed run needs the init checkpoint no more."""
+    det = Trainer(tiny_config("mode=deterministic", "steps=2"))
+    det.fit()
+    det.save(tmp_path / "det")
+    tr = Trainer(tiny_config("mode=gram", f"init={tmp_path / 'det'}"), out=tmp_path / "gram")
+    core = det.ema.state_dict()
+    for module in (tr.model, tr.ema):
+        sd = module.state_dict()
+        assert all(torch.equal(sd[k], v) for k, v in core.items())
+    fresh = Trainer(tiny_config("mode=gram")).model.state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in tr.model.state_dict().items() if k not in core)
+    assert any(k.startswith("prior.") for k in tr.model.state_dict() if k not in core)
+    tr.fit()
+    tr.save()
+    shutil.rmtree(tmp_path / "det")
+    assert Trainer.resume(tmp_path / "gram").step == tr.step
+
+
+def test_init_refuses_a_checkpoint_of_another_size(tmp_path, tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="shapes differ"):
+        Trainer(tiny_config("D=64", f"init={tiny_checkpoint}"))
+    with pytest.raises(CheckpointError, match="missing"):
+        Trainer(tiny_config(f"init={tmp_path / 'nowhere'}"))
