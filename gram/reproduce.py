@@ -471,7 +471,7 @@ def results_table(checkpoints: str | Path) -> str:
         else:
             ours, met = read(m)
         met_text = "(report)" if target == "report" else " / ".join("yes" if ok else "no" for ok in met)
-        where = f"{m['n_examples']} inputs x {m['samples']} samples"
+        where = f"{m['n_examples']} inputs x {m['samples']} samples, depth {m['n_sup']}"
         rows.append(f"| `{name}` | {metric} | {ours} | {target} | {met_text} | {paper} | {card['steps']:,} | {where} |")
     return "\n".join(rows + ["", every_checkpoint_table(root)])
 
@@ -498,7 +498,7 @@ def every_checkpoint_table(root: Path) -> str:
         multi = _pct(m["multi_coverage"]) if "multi_coverage" in m and m["n_examples"] > 1 else ""
         rows.append(f"| `{d.name}` | {card['mode']} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
                     f"{_pct(m['accuracy'])} | {_pct(m['accuracy_vote'])} / {_pct(m['accuracy_lprm'])} | {_pct(m['coverage'])} | "
-                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']} |")
+                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']}, depth {m['n_sup']} |")
     return "\n".join(rows)
 
 

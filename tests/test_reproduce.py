@@ -82,12 +82,12 @@ def test_results_table_reads_a_card(tmp_path, tiny_checkpoint):
     shutil.copytree(tiny_checkpoint, d)
     card = json.loads((d / "card.json").read_text())
     card["metrics"]["test_20_samples"] = {"accuracy": 0.96, "coverage": 0.85, "n_examples": 772, "samples": 20,
-                                          "accuracy_vote": 0.97, "accuracy_lprm": 0.98, "multi_coverage": 0.7}
+                                          "n_sup": 16, "accuracy_vote": 0.97, "accuracy_lprm": 0.98, "multi_coverage": 0.7}
     (d / "card.json").write_text(json.dumps(card))
     row = next(r for r in results_table(tmp_path).splitlines() if r.startswith("| `nqueens8`"))
-    assert "96.0% / 85.0%" in row and "| yes / yes |" in row and "772 inputs x 20 samples" in row
+    assert "96.0% / 85.0%" in row and "| yes / yes |" in row and "772 inputs x 20 samples, depth 16" in row
     every = next(r for r in results_table(tmp_path).splitlines() if r.startswith("| `nqueens8` | gram"))
-    assert "97.0% / 98.0%" in every and "70.0%" in every
+    assert "97.0% / 98.0%" in every and "70.0%" in every and "772 x 20, depth 16" in every
 
 
 def test_write_readme_table_needs_markers(tmp_path):
