@@ -391,7 +391,7 @@ class Trainer:
             "metrics": {"held_out_prior_accuracy_1_sample": evals[-1]["prior_accuracy"]} if evals else {},
             "metrics_note": f"prior accuracy on {len(self.eval_split)} held-out inputs at the last training evaluation; "
                             "run `python -m gram eval --checkpoint DIR --card` for the full test split",
-        }
+        } | ({"init": self.cfg.train.init} if self.cfg.train.init else {})  # steps and wall time count this run only
 
     def save(self, out: str | Path | None = None, final: bool = False) -> Path:
         """Write the checkpoint and everything needed to resume. Under torchrun every rank must call it (the

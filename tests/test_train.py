@@ -279,6 +279,7 @@ def test_init_warm_starts_gram_from_a_deterministic_run(tmp_path):
     assert all(torch.equal(v, fresh[k]) for k, v in tr.model.state_dict().items() if k not in core)
     assert any(k.startswith("prior.") for k in tr.model.state_dict() if k not in core)
     tr.fit()
+    assert tr.card()["init"] == str(tmp_path / "det") and "init" not in det.card()
     tr.save()
     shutil.rmtree(tmp_path / "det")
     assert Trainer.resume(tmp_path / "gram").step == tr.step
