@@ -496,7 +496,8 @@ def every_checkpoint_table(root: Path) -> str:
         if m is None:
             continue
         multi = _pct(m["multi_coverage"]) if "multi_coverage" in m and m["n_examples"] > 1 else ""
-        rows.append(f"| `{d.name}` | {card['mode']} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
+        mode = card["mode"] + (f" (started from `{Path(card['init']).name}`)" if card.get("init") else "")
+        rows.append(f"| `{d.name}` | {mode} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
                     f"{_pct(m['accuracy'])} | {_pct(m['accuracy_vote'])} / {_pct(m['accuracy_lprm'])} | {_pct(m['coverage'])} | "
                     f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']}, depth {m['n_sup']} |")
     return "\n".join(rows)

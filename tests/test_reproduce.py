@@ -88,6 +88,9 @@ def test_results_table_reads_a_card(tmp_path, tiny_checkpoint):
     assert "96.0% / 85.0%" in row and "| yes / yes |" in row and "772 inputs x 20 samples, depth 16" in row
     every = next(r for r in results_table(tmp_path).splitlines() if r.startswith("| `nqueens8` | gram"))
     assert "97.0% / 98.0%" in every and "70.0%" in every and "772 x 20, depth 16" in every
+    card["init"] = "runs/nqueens8-deterministic"
+    (d / "card.json").write_text(json.dumps(card))
+    assert "| `nqueens8` | gram (started from `nqueens8-deterministic`) |" in results_table(tmp_path)
 
 
 def test_write_readme_table_needs_markers(tmp_path):
