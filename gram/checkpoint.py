@@ -119,15 +119,14 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[G
     return model.to(map_location).eval(), cfg, card
 
 
-def warm_start(model: GRAM, directory: str | Path) -> list[str]:
+def warm_start(model: GRAM, directory: str | Path) -> None:
     """Start `model` from a checkpoint's weights. The model may hold tensors the file lacks (GRAM's guidance
-    heads on top of a deterministic run's core); those keep their fresh initialisation and are returned.
+    heads on top of a deterministic run's core); those keep their fresh initialisation.
     Every tensor in the file must fit the model, so a checkpoint of another size or task is refused."""
     path = Path(directory) / "model.safetensors"
     tensors = read_tensors(path)
     check_state(model, tensors, path, allow_missing=True)
     model.load_state_dict(tensors, strict=False)
-    return sorted(set(model.state_dict()) - set(tensors))
 
 
 def check_state(model: torch.nn.Module, tensors: dict, where, allow_missing: bool = False) -> None:
