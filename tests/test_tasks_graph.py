@@ -146,11 +146,14 @@ def test_metrics(task):
     mono = s.inputs.clone()
     mono[:, task.n_pairs:] = COLOUR0
     samples = torch.stack([renamed, mono], 1)
-    m = evaluate_samples(task, s, samples)
+    values = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # the LPRM errs on graph 2
+    m = evaluate_samples(task, s, samples, values)
     edges = (s.inputs[:, : task.n_pairs] == EDGE).sum(1).float()
     assert m["accuracy"] == 0.5 and m["exact_match"] == 0.5
     assert m["conflicts_total"] == pytest.approx(edges.sum().item() / 2)
     assert m["conflicts_per_graph"] == pytest.approx(edges.mean().item() / 2)
+    assert m["accuracy_lprm"] == pytest.approx(0.8)
+    assert m["conflicts_per_graph_lprm"] == pytest.approx(edges[2].item() / 5)
     assert m["coverage"] == pytest.approx((1 / s.n_targets().float()).mean().item())
 
 

@@ -195,7 +195,7 @@ class ARC(Task):
         return torch.tensor([c.numpy().tobytes() in answers.get(xi.numpy().tobytes(), ())
                              for xi, c in zip(x, canon)], dtype=torch.bool)
 
-    def extra_metrics(self, split, samples):
+    def extra_metrics(self, split, samples, picked):
         """Vote over augmentations and samples per original test input: pass@1 and pass@2."""
         if split.puzzle is None:
             return {}

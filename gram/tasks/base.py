@@ -96,8 +96,9 @@ class Task:
         """The input of an unconditional task (all blank); conditional tasks have none."""
         raise ValueError(f"task {self.name} needs an input")
 
-    def extra_metrics(self, split: Split, samples: torch.Tensor) -> dict:
-        """Task-specific numbers for `eval` (conflicts, validity, FID...). samples (P, N, S)."""
+    def extra_metrics(self, split: Split, samples: torch.Tensor, picked: dict[str, torch.Tensor]) -> dict:
+        """Task-specific numbers for `eval` (conflicts, validity, FID...). samples (P, N, S); picked maps a
+        selection rule ("vote", "lprm") to the (P,) index of the sample it chose for each input."""
         return {}
 
 
@@ -131,6 +132,9 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
         exact += sum(tuple(r) in answers for r in samples[i].tolist())
         good = {tuple(r) for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}
         covered += min(1.0, len({tuple(r) for r in good}) / max(1, int(n_targets[i])))
+    picked = {"vote": majority_vote(samples)}
+    if values is not None:
+        picked["lprm"] = best_of_n(values)
     out = {
         "n_examples": P,
         "samples": N,
@@ -138,16 +142,15 @@ def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: to
         "exact_match": exact / (P * N),
         "coverage": covered / P,
         "distinct": distinct / P,
-        "accuracy_vote": valid.gather(1, majority_vote(samples)[:, None]).float().mean().item(),
     }
-    if values is not None:
-        out["accuracy_lprm"] = valid.gather(1, best_of_n(values)[:, None]).float().mean().item()
+    for rule, index in picked.items():
+        out[f"accuracy_{rule}"] = valid.gather(1, index[:, None]).float().mean().item()
     multi = n_targets > 1
     if task.multi_solution and multi.any():
         cov = [min(1.0, len({tuple(r) for r, v in zip(samples[i].tolist(), valid[i].tolist()) if v}) / int(n_targets[i]))
                for i in torch.nonzero(multi).flatten().tolist()]
         out["multi_coverage"] = sum(cov) / len(cov)
-    out.update(task.extra_metrics(split, samples))
+    out.update(task.extra_metrics(split, samples, picked))
     if widths:
         out["curves"] = selection_curves(samples, values, valid, widths, n_targets)
     return out

@@ -128,11 +128,15 @@ class GraphColoring(Task):
         renamed = torch.where(coloured, canonicalise((slots - COLOUR0).clamp(0, N_COLOURS - 1)) + COLOUR0, slots)
         return torch.cat([torch.full_like(pred[:, : self.n_pairs], PAD), renamed], 1)
 
-    def extra_metrics(self, split, samples):
+    def extra_metrics(self, split, samples, picked):
         P, N, S = samples.shape
         c = self.conflicts(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N).float()
-        # the paper's conflict numbers look like totals over the test set: one sampling pass, averaged over N
-        return {"conflicts_per_graph": c.mean().item(), "conflicts_total": c.sum(0).mean().item()}
+        # the paper's conflict numbers look like totals over the test set: one sampling pass, averaged over N.
+        # Width scaling answers with one picked sample per graph, so its conflicts are reported beside them.
+        out = {"conflicts_per_graph": c.mean().item(), "conflicts_total": c.sum(0).mean().item()}
+        for rule, index in picked.items():
+            out[f"conflicts_per_graph_{rule}"] = c.gather(1, index[:, None]).mean().item()
+        return out
 
     # --- text -------------------------------------------------------------------------------------
     def parse(self, text: str) -> torch.Tensor:

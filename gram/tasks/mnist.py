@@ -158,7 +158,7 @@ class MNIST(Task):
                 "reference_frechet_distance": ref["frechet_distance"],
                 "reference_n": ref["n_held_out"]}
 
-    def extra_metrics(self, split, samples):
+    def extra_metrics(self, split, samples, picked):
         flat = samples.reshape(-1, samples.shape[-1])
         # the Frechet distance of few samples is dominated by their covariance's noise: compare it to the
         # reference only at a similar sample count (the reference uses every held-out digit)

@@ -322,7 +322,7 @@ class SudokuUncond(Sudoku):
             raise ValueError(f"{self.name} is unconditional: it takes no input (omit --input)")
         return self.empty_input()
 
-    def extra_metrics(self, split, samples):
+    def extra_metrics(self, split, samples, picked):
         flat = samples.reshape(-1, samples.shape[-1])
         return {"validity": valid_grids(flat).float().mean().item(),
                 # the fraction of distinct grids among all samples (1.0: no two samples alike)
