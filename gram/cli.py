@@ -24,6 +24,13 @@ def _json_line(obj) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def _positive_or_zero(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 # --- train ------------------------------------------------------------------------------------
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
@@ -88,20 +95,20 @@ def cmd_train(args) -> None:
 
 # --- eval -------------------------------------------------------------------------------------
 def evaluate_checkpoint(directory, samples: int = 20, limit: int | None = None, seed: int = 0,
-                        n_sup: int | None = None, halt: bool = False) -> dict:
+                        n_sup: int | None = None, halt: bool = False, temperature: float = 1.0) -> dict:
     model, cfg, card = load_checkpoint(directory)
     task = get_task(cfg.train.task)
     split = task.split("test", cfg.train.seed).sample(limit)
     t0 = time.perf_counter()
     out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup or cfg.train.n_sup, halt=halt,
-                         puzzle=split.puzzle)
+                         puzzle=split.puzzle, temperature=temperature)
     metrics = evaluate_samples(task, split, out, values)
     return {"task": task.name, "mode": cfg.model.mode, **metrics, "seed": seed,
-            "n_sup": n_sup or cfg.train.n_sup, "seconds": round(time.perf_counter() - t0, 2)}
+            "n_sup": n_sup or cfg.train.n_sup, "temperature": temperature, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def cmd_eval(args) -> None:
-    res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt)
+    res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt, args.temperature)
     if args.card:
         from .checkpoint import read_json
         path = Path(args.checkpoint) / "card.json"
@@ -130,7 +137,7 @@ def cmd_sample(args) -> None:
         # ARC: `task_id: grid` picks that task's puzzle embedding
         puzzle = task.puzzle_of(line) if line is not None and hasattr(task, "puzzle_of") else None
         out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=args.n_sup or cfg.train.n_sup,
-                             puzzle=None if puzzle is None else puzzle[None])
+                             puzzle=None if puzzle is None else puzzle[None], temperature=args.temperature)
         out = task.canonical(out[0]).unsqueeze(0)  # one form per answer, so that votes count answers
         pick = (majority_vote(out) if args.select == "vote" else best_of_n(values))[0]
         _json_line({"input": line if line is not None else "", "samples": [task.format_output(s) for s in out[0]],
@@ -170,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
     e.add_argument("--halt", action="store_true", help="ACT: stop each trajectory when its halting head says so")
+    e.add_argument("--temperature", type=_positive_or_zero, default=1.0,
+                   help="scale of the prior's noise (1: as trained; 0: its mean, one trajectory)")
     e.add_argument("--card", action="store_true", help="store the result in the checkpoint's card.json")
     e.set_defaults(func=cmd_eval)
 
@@ -182,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-sup", type=int)
     s.add_argument("--select", choices=("vote", "lprm"), default="vote")
+    s.add_argument("--temperature", type=_positive_or_zero, default=1.0, help="scale of the prior's noise")
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("data", help="print a split's inputs, one per line, in the task's text format")

@@ -267,9 +267,11 @@ def branch(model: GRAM, x: torch.Tensor, seed: int | Trace, at_step: int, M: int
 
 
 def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 16, halt: bool = False,
-           puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+           puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096,
+           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """N answers per input, width folded into the batch. x (P, S) -> samples (P, N, S), values (P, N).
-    Trajectory j of input i uses seed + i * n + j, so any one can be replayed alone."""
+    Trajectory j of input i uses seed + i * n + j, so any one can be replayed alone. temperature scales the
+    prior's noise (below 1: samples nearer the prior's mean, fewer errors, less spread)."""
     P, S = x.shape
     flat = x.repeat_interleave(n, 0)
     pz = None if puzzle is None else puzzle.repeat_interleave(n, 0)
@@ -277,7 +279,7 @@ def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 
     for a in range(0, P * n, chunk):
         b = min(P * n, a + chunk)
         tr = rollout(model, flat[a:b], n_sup=n_sup, seeds=list(range(seed + a, seed + b)), halt=halt, record="none",
-                     puzzle=None if pz is None else pz[a:b], dtype=dtype)
+                     puzzle=None if pz is None else pz[a:b], dtype=dtype, temperature=temperature)
         outs.append(tr.final)
         vals.append(tr.final_value)
     return torch.cat(outs).view(P, n, S), torch.cat(vals).view(P, n)

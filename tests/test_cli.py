@@ -65,6 +65,14 @@ def test_eval_json_contract(tiny_copy):
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in res.items() if k != "seconds"}
 
 
+def test_eval_temperature_zero_is_the_prior_mean(tiny_checkpoint):
+    """At temperature 0 the prior's noise is off: every trajectory of an input is its mean, one answer."""
+    cold = evaluate_checkpoint(tiny_checkpoint, samples=4, limit=5, temperature=0.0)
+    assert cold["distinct"] == 1.0 and cold["temperature"] == 0.0
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", str(tiny_checkpoint), "--temperature", "-0.5"])
+
+
 # --- sample -------------------------------------------------------------------------------------------
 def check_sample_line(line: dict, text: str, n: int):
     t = get_task("nqueens8")
