@@ -476,9 +476,15 @@ def results_table(checkpoints: str | Path) -> str:
         else:
             ours, met = read(m)
         met_text = "(report)" if target == "report" else " / ".join("yes" if ok else "no" for ok in met)
-        where = f"{m['n_examples']} inputs x {m['samples']} samples, depth {m['n_sup']}"
+        where = f"{m['n_examples']} inputs x {m['samples']} samples, {_depth(m)}"
         rows.append(f"| `{name}` | {metric} | {ours} | {target} | {met_text} | {paper} | {card['steps']:,} | {where} |")
     return "\n".join(rows + ["", every_checkpoint_table(root)])
+
+
+def _depth(m: dict) -> str:
+    """How the samples were drawn: the depth, and the prior's temperature where it was not the trained 1."""
+    t = m.get("temperature", 1.0)
+    return f"depth {m['n_sup']}" + (f", temperature {t:g}" if t != 1.0 else "")
 
 
 def _task_specific(m: dict) -> str:
@@ -504,7 +510,7 @@ def every_checkpoint_table(root: Path) -> str:
         mode = card["mode"] + (f" (started from `{Path(card['init']).name}`)" if card.get("init") else "")
         rows.append(f"| `{d.name}` | {mode} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
                     f"{_pct(m['accuracy'])} | {_pct(m['accuracy_vote'])} / {_pct(m['accuracy_lprm'])} | {_pct(m['coverage'])} | "
-                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']}, depth {m['n_sup']} |")
+                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']}, {_depth(m)} |")
     return "\n".join(rows)
 
 

@@ -91,6 +91,9 @@ def test_results_table_reads_a_card(tmp_path, tiny_checkpoint):
     card["init"] = "runs/nqueens8-deterministic"
     (d / "card.json").write_text(json.dumps(card))
     assert "| `nqueens8` | gram (started from `nqueens8-deterministic`) |" in results_table(tmp_path)
+    card["metrics"]["test_20_samples"]["temperature"] = 0.5  # a colder prior is a different measurement: say so
+    (d / "card.json").write_text(json.dumps(card))
+    assert "772 inputs x 20 samples, depth 16, temperature 0.5" in results_table(tmp_path)
 
 
 def test_write_readme_table_needs_markers(tmp_path):
