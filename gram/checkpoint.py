@@ -124,6 +124,9 @@ def warm_start(model: GRAM, directory: str | Path) -> None:
     heads on top of a deterministic run's core); those keep their fresh initialisation.
     Every tensor in the file must fit the model, so a checkpoint of another size or task is refused."""
     path = Path(directory) / "model.safetensors"
+    if not path.is_file():  # most often: a multi-phase recipe whose first phase has not been trained here yet
+        raise CheckpointError(f"init={directory}: no model.safetensors there; train that run first (a card's "
+                              "`command` gives every phase) or start from scratch with --set init=")
     tensors = read_tensors(path)
     check_state(model, tensors, path, allow_missing=True)
     model.load_state_dict(tensors, strict=False)

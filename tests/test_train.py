@@ -288,5 +288,5 @@ def test_init_warm_starts_gram_from_a_deterministic_run(tmp_path):
 def test_init_refuses_a_checkpoint_of_another_size(tmp_path, tiny_checkpoint):
     with pytest.raises(CheckpointError, match="shapes differ"):
         Trainer(tiny_config("D=64", f"init={tiny_checkpoint}"))
-    with pytest.raises(CheckpointError, match="missing"):
+    with pytest.raises(CheckpointError, match="train that run first"):
         Trainer(tiny_config(f"init={tmp_path / 'nowhere'}"))
