@@ -42,8 +42,9 @@ with c2:
     n = st.select_slider("Samples", [4, 8, 12, 16, 24, 32], key=ui.state_key(
         "gen", "n", 12, int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
 with c3:
-    n_sup = st.slider("Depth", 1, 64, key=ui.state_key("gen", "depth", max(16, cfg.train.n_sup), int,
-                                                       valid=lambda v: 1 <= v <= 64))
+    # up to 256: unconditional Sudoku keeps repairing its boards that long (its card is read at depth 256)
+    n_sup = st.slider("Depth", 1, 256, key=ui.state_key("gen", "depth", max(16, cfg.train.n_sup), int,
+                                                        valid=lambda v: 1 <= v <= 256))
 if x is None:
     st.stop()
 

@@ -170,9 +170,14 @@ def test_bad_csv(tmp_path, rows, header, msg):
 def test_uncond():
     t = get_task("sudoku_uncond")
     train, test = t.split("train"), t.split("test")
-    assert len(train) == len(test) == 1 and (train.inputs == BLANK).all()
+    assert len(test) == 1 and (test.inputs == BLANK).all()
     assert len(train.targets) == 512 * 32 and valid_grids(train.targets).all()
     assert len(train.targets.unique(dim=0)) == len(train.targets)
+    # the clue curriculum: half the rows blank, the others show 1..train_clues cells of their own grid
+    x = train.inputs[train.owner]
+    givens = (x > BLANK).sum(1)
+    assert 0.45 < (givens == 0).float().mean() < 0.55 and givens.max() == t.train_clues
+    assert keeps_givens(x, train.targets).all()
     assert torch.equal(t.parse(""), t.empty_input())
     with pytest.raises(ValueError, match="unconditional"):
         t.parse(PUZZLE)

@@ -15,7 +15,7 @@ _FACTORIES = {
     "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255, beta=12.0),
     "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192, beta=15.0),
     "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
-    "sudoku_uncond": lambda: SudokuUncond(),
+    "sudoku_uncond": lambda: SudokuUncond(train_clues=40),
     "mnist": lambda: MNIST(idx_from_env()),
     "arc1": lambda: ARC("arc1", "arcagi"),
     "arc2": lambda: ARC("arc2", "arcagi2"),

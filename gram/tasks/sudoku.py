@@ -19,9 +19,10 @@ Augmentations keep a grid valid: digit permutation, transpose, band and stack sh
 inside bands and column shuffles inside stacks. One is stored as a cell permutation and a token map,
 so applying it and inverting it are two gathers.
 
-Unconditional: the input is all blank, the targets complete grids (512 random grids x 32
-augmentations for training). Metrics: validity rate and the fraction of distinct grids among the
-samples (the paper: 99.05% valid, all distinct).
+Unconditional: the test input is all blank, the targets complete grids (512 random grids x 32
+augmentations for training). Half the training inputs show up to `train_clues` cells of their grid (see
+`SudokuUncond._clues`): from blank inputs alone nothing was learnt here. Metrics: validity rate and the
+fraction of distinct grids among the samples (the paper: 99.05% valid, all distinct).
 """
 from __future__ import annotations
 
@@ -292,12 +293,23 @@ class SudokuUncond(Sudoku):
 
     multi_solution = True
 
-    def __init__(self, name: str = "sudoku_uncond", n_train: int = 512, n_test: int = 64, n_aug: int = 32):
+    def __init__(self, name: str = "sudoku_uncond", n_train: int = 512, n_test: int = 64, n_aug: int = 32,
+                 train_clues: int = 0):
         super().__init__(name, n_train, n_test, n_aug)
+        self.train_clues = train_clues
 
     def recipe(self, seed: int = 0) -> dict:
         return {"task": self.name, "source": "random complete grids", "train_grids": self.n_train,
-                "augmentations": self.n_aug, "test_grids": self.n_test, "seed": seed}
+                "augmentations": self.n_aug, "test_grids": self.n_test, "train_clues": self.train_clues, "seed": seed}
+
+    def _clues(self, grids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Training inputs: half blank, half showing k ~ U{1..train_clues} random cells of their grid. A
+        curriculum: completing partial grids teaches the core to propagate the digits that the noise commits,
+        which a blank input alone gives no handle on."""
+        k = torch.randint(1, self.train_clues + 1, (len(grids),), generator=gen)
+        k[torch.rand(len(grids), generator=gen) < 0.5] = 0
+        rank = torch.rand(grids.shape, generator=gen).argsort(1).argsort(1)  # a random order of the cells
+        return torch.where(rank < k[:, None], grids, BLANK)
 
     @lru_cache(maxsize=4)
     def _all(self, seed: int) -> tuple[Split, Split]:
@@ -307,9 +319,11 @@ class SudokuUncond(Sudoku):
         _, train = augmented(blank.expand(self.n_train, -1), grids[self.n_test:], self.n_aug,
                              torch.Generator().manual_seed(seed))
         train = train.unique(dim=0)
-        test = grids[: self.n_test]
-        one = lambda y: Split(blank, y, torch.zeros(len(y), dtype=torch.long))
-        return one(train), one(test)
+        test = Split(blank, grids[: self.n_test], torch.zeros(self.n_test, dtype=torch.long))
+        if not self.train_clues:
+            return Split(blank, train, torch.zeros(len(train), dtype=torch.long)), test
+        inputs, owner = self._clues(train, torch.Generator().manual_seed(seed + 1)).unique(dim=0, return_inverse=True)
+        return Split(inputs, train, owner), test
 
     def _test(self, seed: int) -> Split:
         return self._all(seed)[1]
