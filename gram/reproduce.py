@@ -146,7 +146,8 @@ def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
     c.lines += [f"'Matches' means within {_pct(tolerance)} (a few inputs' worth at these sizes).", ""]
     rows = []
     sources = [(n, r["gram"]["curves"]) for n, r in runs.items() if "missing" not in r]
-    sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.items() if n not in runs and "missing" not in r]
+    sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.items()
+                if n not in runs and "missing" not in r and not r["unconditional"]]
     for name, cv in sources:
         for i, n in enumerate(cv["n"]):
             if n > 1:
@@ -197,12 +198,13 @@ def claim_collapse(mn: dict) -> Claim:
     return c
 
 
-DEPTH = ("sudoku", "nqueens8")  # conditional checkpoints read at several depths
+DEPTH = ("sudoku", "nqueens8", "sudoku_uncond")  # checkpoints read at several depths
 
 
 def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
-    """Per checkpoint in DEPTH: one rollout of N trajectories to budget.depth steps, read at several depths
-    (gram.scale.scale_table), so every depth sees the same trajectories."""
+    """Per checkpoint in DEPTH: one rollout of N trajectories, read at several depths (gram.scale.scale_table)
+    up to budget.depth or the depth its card was read at (unconditional Sudoku: 256), so every depth sees the
+    same trajectories."""
     out = {}
     for name in DEPTH:
         got = ck.get(name)
@@ -212,10 +214,13 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         model, cfg = got
         task = get_task(cfg.train.task)
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
-        depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth})
+        card = ck.root / name / "card.json"
+        card_depth = ((_test_metrics(read_json(card)) if card.is_file() else None) or {}).get("n_sup", cfg.train.n_sup)
+        depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth, card_depth})
         rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
         at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
-        out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "depths": depths,
+        out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "card_depth": card_depth, "depths": depths,
+                     "unconditional": task.unconditional,
                      "width": {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)]
                                                            for k in ("vote", "lprm", "oracle")}},
                      "mean_by_depth": [at(d, budget.samples, "mean") for d in depths],  # over all N: less noise
@@ -237,13 +242,15 @@ def claim_depth(mn: dict, deep: dict) -> Claim:
         if "missing" in r:
             c.missing += r["missing"]
             continue
-        c.lines += [f"**{name}** ({r['inputs']} held-out inputs): accuracy per sample, and of the LPRM's pick among "
+        where = "the blank input: validity" if r["unconditional"] else f"{r['inputs']} held-out inputs"
+        c.lines += [f"**{name}** ({where}): accuracy per sample, and of the LPRM's pick among "
                     f"{r['width']['n'][-1]}, trained with {r['n_sup']} supervision steps", ""]
         c.lines += _table(["depth", "per sample", "LPRM pick"], [[d, a, b] for d, a, b in zip(r["depths"], r["mean_by_depth"], r["lprm_by_depth"])],
                           pct=(1, 2)) + [""]
-        trained = r["mean_by_depth"][r["depths"].index(r["n_sup"])]
-        c.checks.append((f"{name}: per-sample accuracy at depth {r['n_sup']} {_pct(trained)} > depth 1 {_pct(r['mean_by_depth'][0])}",
-                         trained > r["mean_by_depth"][0]))
+        d = r["card_depth"]
+        at = r["mean_by_depth"][r["depths"].index(d)]
+        c.checks.append((f"{name}: per-sample accuracy at depth {d} (its card's) {_pct(at)} > depth 1 {_pct(r['mean_by_depth'][0])}",
+                         at > r["mean_by_depth"][0]))
     return c
 
 

@@ -53,6 +53,7 @@ class Task:
     codec: str = "tokens"
     image_side: int = 0
     multi_solution: bool = False  # inputs can have several valid answers: coverage is meaningful
+    unconditional: bool = False  # one blank input (empty_input); its samples are all different, so no vote
     model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
     train_defaults: dict = {}
 

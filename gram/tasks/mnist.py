@@ -96,6 +96,7 @@ def _find(folder: Path, name: str) -> Path:
 class MNIST(Task):
     name, seq_len, vocab, codec, image_side = "mnist", SIDE * SIDE, 3, "patch", SIDE
     multi_solution = True
+    unconditional = True
 
     def __init__(self, idx_dir: str | None = None):
         self.idx_dir = idx_dir

@@ -292,6 +292,7 @@ class SudokuUncond(Sudoku):
     """Complete grids from an all-blank input."""
 
     multi_solution = True
+    unconditional = True
 
     def __init__(self, name: str = "sudoku_uncond", n_train: int = 512, n_test: int = 64, n_aug: int = 32,
                  train_clues: int = 0):
