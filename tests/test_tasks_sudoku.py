@@ -179,6 +179,7 @@ def test_uncond():
     assert 0.45 < (givens == 0).float().mean() < 0.55 and givens.max() == t.train_clues
     assert keeps_givens(x, train.targets).all()
     assert torch.equal(t.parse(""), t.empty_input())
+    assert t.unconditional and not get_task("sudoku").unconditional  # no vote among all-distinct boards
     with pytest.raises(ValueError, match="unconditional"):
         t.parse(PUZZLE)
     grids = test.targets[:3]
