@@ -64,10 +64,10 @@ with st.sidebar:
                             key=ui.state_key("g", "ckpt", names[0], valid=lambda v: v in names))
         ck = mine[names.index(name)]
         card = state._read_card(Path(ck.path)) or {}
-        acc = (card.get("metrics") or {}).get("held_out_prior_accuracy_1_sample")
+        acc = state.card_accuracy(card)
         bits = [f"{card.get('parameters', 0) / 1e6:.2f}M params", f"{card.get('steps', '?')} steps"]
-        if isinstance(acc, (int, float)):
-            bits.append(f"held-out acc {100 * acc:.0f}%")
+        if acc:
+            bits.append(f"{acc[0]}: {acc[1]}")
         st.caption(" · ".join(bits))
     else:
         others = sorted({c.mode for c in found})

@@ -215,7 +215,7 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         task = get_task(cfg.train.task)
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
         card = ck.root / name / "card.json"
-        card_depth = ((_test_metrics(read_json(card)) if card.is_file() else None) or {}).get("n_sup", cfg.train.n_sup)
+        card_depth = ((card_eval(read_json(card)) if card.is_file() else None) or {}).get("n_sup", cfg.train.n_sup)
         depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth, card_depth})
         rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
         at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
@@ -417,7 +417,7 @@ def render(claims: list[Claim], budget: Budget, checkpoints, seed: int, seconds:
 
 
 # --- the README table, from the cards ----------------------------------------------------------------
-def _test_metrics(card: dict, samples: int | None = None) -> dict | None:
+def card_eval(card: dict, samples: int | None = None) -> dict | None:
     """The card's held-out evaluation with `samples` samples, else the one with the most."""
     evals = {v["samples"]: v for k, v in card.get("metrics", {}).items() if k.startswith("test_") and isinstance(v, dict)}
     if not evals:
@@ -473,13 +473,13 @@ def results_table(checkpoints: str | Path) -> str:
     for name, metric, target, paper, read in TARGETS:
         card_path = root / name / "card.json"
         card = read_json(card_path) if card_path.is_file() else None
-        m = _test_metrics(card, 20) if card else None
+        m = card_eval(card, 20) if card else None
         if m is None:
             rows.append(f"| `{name}` | {metric} | not trained yet | {target} | no | {paper} | | |")
             continue
         if name == "mnist":
             det_path = root / "mnist-deterministic" / "card.json"
-            ours, met = read(m, _test_metrics(read_json(det_path)) if det_path.is_file() else None)
+            ours, met = read(m, card_eval(read_json(det_path)) if det_path.is_file() else None)
         else:
             ours, met = read(m)
         met_text = "(report)" if target == "report" else " / ".join("yes" if ok else "no" for ok in met)
@@ -510,7 +510,7 @@ def every_checkpoint_table(root: Path) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []:
         card = read_json(d / "card.json")
-        m = _test_metrics(card, 20)
+        m = card_eval(card, 20)
         if m is None:
             continue
         multi = _pct(m["multi_coverage"]) if "multi_coverage" in m and m["n_examples"] > 1 else ""

@@ -107,5 +107,5 @@ with step(5, "Train it yourself",
         m1, m2, m3 = st.columns(3)
         m1.metric("parameters", f"{card.get('parameters', 0) / 1e6:.2f} M")
         m2.metric("training steps", card.get("steps", "?"))
-        acc = (card.get("metrics") or {}).get("held_out_prior_accuracy_1_sample")
-        m3.metric("held-out accuracy (1 sample)", f"{100 * acc:.0f}%" if isinstance(acc, (int, float)) else "n/a")
+        acc = state.card_accuracy(card)
+        m3.metric(*(acc or ("accuracy", "n/a")))

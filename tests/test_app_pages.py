@@ -255,3 +255,13 @@ def test_selection_votes_count_answers_not_colour_names(env):
     assert compute.picks(b)[0][0] == 1  # on the raw samples every one has one vote and the first (invalid) wins
     assert compute.selection_curves(b, [3])["vote"] == [1.0]
     clean(open_page("selection", {"g_task": "graph_coloring8"}))
+
+
+def test_sidebar_accuracy_prefers_the_cards_test_evaluation():
+    from app.state import card_accuracy
+
+    held_out = {"held_out_prior_accuracy_1_sample": 0.0}
+    tested = {**held_out, "test_64_samples": {"samples": 64, "accuracy": 0.922, "n_sup": 256}}
+    assert card_accuracy({"metrics": tested}) == ("test accuracy, depth 256", "92%")
+    assert card_accuracy({"metrics": held_out}) == ("held-out accuracy, 1 sample", "0%")
+    assert card_accuracy({"metrics": "junk"}) is None and card_accuracy({}) is None
