@@ -12,10 +12,7 @@ from gram.tasks import get_task, task_names
 
 sel = state.selection()
 task = get_task(sel["task"])
-try:
-    empty = task.empty_input()
-except (ValueError, NotImplementedError):
-    empty = None
+empty = task.empty_input() if task.unconditional else None
 ui.header("Generation refines over depth",
           "The same recursion, read as a generator: every sample starts from the same state and sharpens step by "
           "step. For unconditional tasks (binarized MNIST, complete Sudoku boards) the input is blank; for a puzzle, "
