@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, write_json
 from .config import Config
-from .rollout import sample
+from .rollout import HALT_AT, sample
 from .select import best_of_n, majority_vote
 from .tasks import evaluate_samples, get_task, task_names
 
@@ -28,6 +28,13 @@ def _positive_or_zero(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
 
 
@@ -95,20 +102,23 @@ def cmd_train(args) -> None:
 
 # --- eval -------------------------------------------------------------------------------------
 def evaluate_checkpoint(directory, samples: int = 20, limit: int | None = None, seed: int = 0,
-                        n_sup: int | None = None, halt: bool = False, temperature: float = 1.0) -> dict:
+                        n_sup: int | None = None, halt: bool = False, temperature: float = 1.0,
+                        halt_at: float = HALT_AT) -> dict:
     model, cfg, card = load_checkpoint(directory)
     task = get_task(cfg.train.task)
     split = task.split("test", cfg.train.seed).sample(limit)
     t0 = time.perf_counter()
     out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup or cfg.train.n_sup, halt=halt,
-                         puzzle=split.puzzle, temperature=temperature)
+                         halt_at=halt_at, puzzle=split.puzzle, temperature=temperature)
     metrics = evaluate_samples(task, split, out, values)
     return {"task": task.name, "mode": cfg.model.mode, **metrics, "seed": seed,
-            "n_sup": n_sup or cfg.train.n_sup, "temperature": temperature, "seconds": round(time.perf_counter() - t0, 2)}
+            "n_sup": n_sup or cfg.train.n_sup, "temperature": temperature, **({"halt_at": halt_at} if halt else {}),
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def cmd_eval(args) -> None:
-    res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt, args.temperature)
+    res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt, args.temperature,
+                              args.halt_at)
     if args.card:
         from .checkpoint import read_json
         path = Path(args.checkpoint) / "card.json"
@@ -176,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="only M test inputs, drawn at random (seeded)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
-    e.add_argument("--halt", action="store_true", help="ACT: stop each trajectory when its halting head says so")
+    e.add_argument("--halt", action="store_true",
+                   help="ACT: stop each trajectory once its halting head's P(answer is right) passes --halt-at (at most --n-sup steps)")
+    e.add_argument("--halt-at", type=_probability, default=HALT_AT, help=f"ACT threshold (default {HALT_AT})")
     e.add_argument("--temperature", type=_positive_or_zero, default=1.0,
                    help="scale of the prior's noise (1: as trained; 0: its mean, one trajectory)")
     e.add_argument("--card", action="store_true", help="store the result in the checkpoint's card.json")

@@ -36,12 +36,14 @@ def _records(model: GRAM, task: Task, split: Split, seed: int, dtype: str, input
 
 
 def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, dtype: str = "auto",
-              inputs: int = 1024) -> dict:
+              inputs: int = 1024, keep_value: bool = False) -> dict:
     """Re-initialise both heads and fit them for `steps` AdamW steps: q_halt to "this step's prediction is
     right", v to the task's reward (the LPRM target). The heads start afresh so the result depends only on
-    the core and the seed (refitting a refitted checkpoint gives the same heads). Returns the final losses."""
+    the core and the seed (refitting a refitted checkpoint gives the same heads). keep_value: refit q_halt
+    alone on the LPRM's features as they are (it reads them detached), leaving v and its metrics untouched.
+    Returns the final losses."""
     h, correct, reward = _records(model, task, split, seed, dtype, inputs)
-    heads = [model.halt_head, *model.value_head]
+    heads = [model.halt_head] + ([] if keep_value else [*model.value_head])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for m in heads:
@@ -60,7 +62,7 @@ def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, 
         halt_loss = F.binary_cross_entropy_with_logits(q_halt, correct[idx].to(dev))
         value_loss = F.binary_cross_entropy_with_logits(v, reward[idx].to(dev))
         opt.zero_grad(set_to_none=True)
-        (halt_loss + value_loss).backward()
+        (halt_loss if keep_value else halt_loss + value_loss).backward()
         opt.step()
     for p, r in zip(params, was):
         p.requires_grad_(r)
@@ -81,12 +83,13 @@ def cmd_fit_heads(args) -> None:
     cfg.train.head_steps = args.steps
     cfg.train.head_inputs = args.inputs or cfg.train.head_inputs
     card["heads"] = fit_heads(model, task, task.split("train", cfg.train.seed), args.steps, seed=cfg.train.seed,
-                              dtype=cfg.train.dtype, inputs=cfg.train.head_inputs)
+                              dtype=cfg.train.dtype, inputs=cfg.train.head_inputs, keep_value=args.halt_only)
     save_checkpoint(args.checkpoint, model, cfg, card)
     print(json.dumps({"checkpoint": args.checkpoint, "head_steps": args.steps, "head_inputs": cfg.train.head_inputs,
                       **card["heads"]}))
-    print("the card's LPRM and halting metrics predate the refit: run `python -m gram eval --checkpoint "
-          f"{args.checkpoint} --card` again", file=sys.stderr)
+    if not args.halt_only:
+        print("the card's LPRM metrics predate the refit: run `python -m gram eval --checkpoint "
+              f"{args.checkpoint} --card` again", file=sys.stderr)
 
 
 def add_parser(sub) -> None:
@@ -94,4 +97,6 @@ def add_parser(sub) -> None:
     f.add_argument("--checkpoint", required=True)
     f.add_argument("--steps", type=int, default=3000, help="optimiser steps of the heads (the core is not touched)")
     f.add_argument("--inputs", type=int, help="training inputs to roll out (x 4 samples); default: the config's head_inputs")
+    f.add_argument("--halt-only", action="store_true",
+                   help="refit the halting head alone; the LPRM head, and the card's metrics that depend on it, stay as they are")
     f.set_defaults(func=cmd_fit_heads)

@@ -22,6 +22,10 @@ import torch
 from .model import GRAM, gaussian_kl
 
 RECORDED = ("h", "pred", "probs", "value", "halt", "live")  # (R, B, ...) tensors, one slice per record point
+# ACT halts a trajectory once P(this step's answer is right) > HALT_AT. The paper's 0.5 stops too soon: with
+# refitted heads, ACT to depth 16-32 scored 95.3% on N-Queens-8 (fixed depth 4: 97.0%), 70.9% on graph
+# colouring-8 (74.1%); at 0.9 it scored 98.2% at a mean depth of 2.0 and 82.8% at 7.7 (fixed depth 8: 80.0%).
+HALT_AT = 0.9
 
 
 class NoiseStreams:
@@ -143,14 +147,14 @@ def _heads(model: GRAM, h: torch.Tensor):
 
 @torch.inference_mode()
 def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] | None = None, seed: int = 0,
-            temperature: float = 1.0, halt: bool = False, record: str = "steps", latents: str = "full",
+            temperature: float = 1.0, halt: bool = False, halt_at: float = HALT_AT, record: str = "steps", latents: str = "full",
             noise: str = "summary", y: torch.Tensor | None = None, puzzle: torch.Tensor | None = None,
             start: tuple | None = None, start_step: int = 0, streams: NoiseStreams | None = None,
             dtype: str = "auto") -> Trace:
     """Roll out B = len(x) trajectories for n_sup supervision steps of T transitions.
 
     x (B, S) inputs; seeds one per row (default seed, seed+1, ...); temperature scales the standard
-    normal behind eps (0 follows the mean guidance); halt=True stops each row when sigmoid(q_halt) > 0.5
+    normal behind eps (0 follows the mean guidance); halt=True stops each row when sigmoid(q_halt) > halt_at
     (ACT) and freezes it; record 'steps' (end of each supervision step), 'transitions' (every one) or
     'none'; latents 'full' (L, D) or 'pooled' (D, the mean over positions); noise 'summary' or 'full';
     y given: the posterior steers (what the guidance learned). Continue a rollout exactly with
@@ -210,7 +214,7 @@ def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] |
         final = pred if final is None else torch.where(done[:, None], final, pred)
         final_value = value if final_value is None else torch.where(done, final_value, value)
         if halt:
-            stop = ~done & (p_halt > 0.5)
+            stop = ~done & (p_halt > halt_at)
             halted_at[stop.cpu()] = n
             done |= stop
             if done.all():
@@ -266,7 +270,7 @@ def branch(model: GRAM, x: torch.Tensor, seed: int | Trace, at_step: int, M: int
     return concat(prefix, rest)
 
 
-def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 16, halt: bool = False,
+def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 16, halt: bool = False, halt_at: float = HALT_AT,
            puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096,
            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """N answers per input, width folded into the batch. x (P, S) -> samples (P, N, S), values (P, N).
@@ -278,7 +282,7 @@ def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 
     outs, vals = [], []
     for a in range(0, P * n, chunk):
         b = min(P * n, a + chunk)
-        tr = rollout(model, flat[a:b], n_sup=n_sup, seeds=list(range(seed + a, seed + b)), halt=halt, record="none",
+        tr = rollout(model, flat[a:b], n_sup=n_sup, seeds=list(range(seed + a, seed + b)), halt=halt, halt_at=halt_at, record="none",
                      puzzle=None if pz is None else pz[a:b], dtype=dtype, temperature=temperature)
         outs.append(tr.final)
         vals.append(tr.final_value)

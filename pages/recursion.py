@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import compute, figures, state, ui
+from gram.rollout import HALT_AT
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -90,7 +91,7 @@ def scrubber():
         series["P(halt), " + partner_mode] = other.halt[:, 0].numpy()[: R]
         colors["P(halt), " + partner_mode] = figures.DET
     fig = figures.step_lines(labels, series, i, "value estimate and halting probability per step", colors=colors)
-    fig.add_hline(y=0.5, line=dict(color=figures.MUTED, width=1, dash="dash"), annotation_text="halt threshold",
+    fig.add_hline(y=HALT_AT, line=dict(color=figures.MUTED, width=1, dash="dash"), annotation_text="halt threshold",
                   annotation_position="bottom right")
     st.plotly_chart(fig, key="rec_lines", config={"displayModeBar": False})
 
@@ -102,6 +103,7 @@ with st.expander("What am I looking at?"):
         "the argmax answer (amber = given queens).\n"
         "- **h heat map**: one row per cell, one column per latent dimension. Noise enters *h* only: "
         "`h = f_H(h + l) + eps`, with `eps` drawn from the learned prior.\n"
-        "- **Value / halting**: the LPRM head estimates how good the current answer is; ACT halts a trajectory "
-        "when P(halt) > 0.5. Both read *h* and never train the recursion.\n"
+        "- **Value / halting**: the LPRM head estimates how good the current answer is; P(halt) is the halting "
+        f"head's belief that this step's answer is right, and ACT halts a trajectory once it passes {HALT_AT}. "
+        "Both read *h* and never train the recursion.\n"
         f"- Trajectory seed **{sel['seed']}**; the same seed always gives the same trajectory.")

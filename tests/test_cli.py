@@ -73,6 +73,14 @@ def test_eval_temperature_zero_is_the_prior_mean(tiny_checkpoint):
         main(["eval", "--checkpoint", str(tiny_checkpoint), "--temperature", "-0.5"])
 
 
+def test_eval_with_act_records_its_threshold(tiny_checkpoint):
+    res = evaluate_checkpoint(tiny_checkpoint, samples=2, limit=3, halt=True, halt_at=0.8)
+    assert res["halt_at"] == 0.8 and "halt_at" not in evaluate_checkpoint(tiny_checkpoint, samples=2, limit=3)
+    for bad in ("1", "0", "nan"):
+        with pytest.raises(SystemExit):
+            main(["eval", "--checkpoint", str(tiny_checkpoint), "--halt", "--halt-at", bad])
+
+
 # --- sample -------------------------------------------------------------------------------------------
 def check_sample_line(line: dict, text: str, n: int):
     t = get_task("nqueens8")

@@ -1,4 +1,6 @@
 """Rollout traces: replay, batch-row equality, continuation, branching, ACT, posterior, memory."""
+import math
+
 import pytest
 import torch
 
@@ -99,9 +101,20 @@ def test_act_stops_where_the_halting_head_says(bias, stop):
     assert torch.equal(tr.final, tr.pred[stop - 1])
 
 
+def test_act_halts_where_p_halt_passes_the_threshold():
+    """q_halt is a soft minimum over positions: a constant per-position score b gives b - log L."""
+    m, x = tiny(), inputs(2)
+    with torch.no_grad():
+        m.halt_head.weight.zero_()
+        m.halt_head.bias.fill_(math.log(m.L) + math.log(0.7 / 0.3))  # P(halt) = 0.7 at every step
+    assert rollout(m, x, n_sup=4, halt=True, halt_at=0.5, dtype="fp32").halted_at.tolist() == [1, 1]
+    tr = rollout(m, x, n_sup=4, halt=True, halt_at=0.9, dtype="fp32")
+    assert tr.halted_at.tolist() == [4, 4] and torch.allclose(tr.halt, torch.tensor(0.7), atol=1e-4)
+
+
 def test_act_freezes_halted_rows_only():
     m, x = tiny(), inputs(2)
-    with torch.no_grad():  # halting reads position 0 of h: make it depend on the input through a huge weight
+    with torch.no_grad():
         m.halt_head.weight.zero_()
         m.halt_head.bias.fill_(-50.0)
     tr = rollout(m, x, n_sup=4, halt=True, dtype="fp32")
