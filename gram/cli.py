@@ -31,7 +31,7 @@ def _positive_or_zero(text: str) -> float:
     return value
 
 
-def _probability(text: str) -> float:
+def probability(text: str) -> float:  # an argparse type, also for `gram scale`
     value = float(text)
     if not 0 < value < 1:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
     e.add_argument("--halt", action="store_true",
                    help="ACT: stop each trajectory once its halting head's P(answer is right) passes --halt-at (at most --n-sup steps)")
-    e.add_argument("--halt-at", type=_probability, default=HALT_AT, help=f"ACT threshold (default {HALT_AT})")
+    e.add_argument("--halt-at", type=probability, default=HALT_AT, help=f"ACT threshold (default {HALT_AT})")
     e.add_argument("--temperature", type=_positive_or_zero, default=1.0,
                    help="scale of the prior's noise (1: as trained; 0: its mean, one trajectory)")
     e.add_argument("--card", action="store_true", help="store the result in the checkpoint's card.json")

@@ -24,17 +24,18 @@ import torch
 
 from .analysis import selection_curves
 from .checkpoint import load_checkpoint
-from .rollout import NoiseStreams, rollout
+from .cli import probability
+from .rollout import HALT_AT, NoiseStreams, rollout
 from .tasks import get_task
 
 COLUMNS = ("depth", "width", "vote", "lprm", "oracle", "mean", "coverage", "distinct", "steps")
 
 
 def scale_table(model, task, split, widths: list[int], depths: list[int], act: bool = False, seed: int = 0,
-                rows_per_batch: int = 2048, dtype: str = "auto", log=None) -> list[dict]:
+                rows_per_batch: int = 2048, dtype: str = "auto", log=None, halt_at: float = HALT_AT) -> list[dict]:
     """One row per (depth, width): vote / lprm accuracy, oracle (pass@n), mean per-sample accuracy,
     coverage of all valid answers, distinct answers per input, mean supervision steps used.
-    act=True adds rows at depth 'act': each trajectory stops when its halting head says so (at most
+    act=True adds rows at depth 'act': each trajectory stops once its P(halt) passes halt_at (at most
     max(depths) steps)."""
     N, depth_max, P, S = max(widths), max(depths), len(split), split.inputs.shape[1]
     per_batch = max(1, rows_per_batch // N)
@@ -51,7 +52,7 @@ def scale_table(model, task, split, widths: list[int], depths: list[int], act: b
             picks[d][0].append(tr.pred[tr.at(d)])
             picks[d][1].append(tr.value[tr.at(d)])
         if act:
-            ha = rollout(model, x, n_sup=depth_max, seeds=seeds, halt=True, record="none", puzzle=pz, dtype=dtype)
+            ha = rollout(model, x, n_sup=depth_max, seeds=seeds, halt=True, halt_at=halt_at, record="none", puzzle=pz, dtype=dtype)
             picks["act"][0].append(ha.final)
             picks["act"][1].append(ha.final_value)
             steps_act.append(ha.halted_at.float())
@@ -125,9 +126,9 @@ def cmd_scale(args) -> None:
     depths = _ints(args.depths) if args.depths else sorted({1, cfg.train.n_sup, *[2 ** i for i in range(8) if 2 ** i < cfg.train.n_sup]})
     t0 = time.perf_counter()
     rows = scale_table(model, task, split, widths, depths, act=args.act, seed=args.seed, dtype=args.dtype,
-                       log=lambda s: print(s, file=sys.stderr, flush=True))
+                       log=lambda s: print(s, file=sys.stderr, flush=True), halt_at=args.halt_at)
     meta = {"checkpoint": str(args.checkpoint), "task": task.name, "mode": cfg.model.mode, "inputs": len(split),
-            "widths": widths, "depths": depths, "act": args.act, "seed": args.seed,
+            "widths": widths, "depths": depths, "act": args.act, "halt_at": args.halt_at, "seed": args.seed,
             "seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +200,7 @@ def add_parser(sub) -> None:
     s.add_argument("--widths", default="1,2,4,8,16,32,64", help="comma-separated numbers of trajectories")
     s.add_argument("--depths", help="comma-separated supervision steps (default: powers of 2 up to the trained n_sup)")
     s.add_argument("--act", action="store_true", help="also ACT halting (at most max(depths) steps)")
+    s.add_argument("--halt-at", type=probability, default=HALT_AT, help=f"ACT threshold on P(halt) (default {HALT_AT})")
     s.add_argument("--limit", type=int, default=32, help="M held-out inputs, drawn at random (seeded)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"))
