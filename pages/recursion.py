@@ -93,6 +93,11 @@ def scrubber():
     fig = figures.step_lines(labels, series, i, "value estimate and halting probability per step", colors=colors)
     fig.add_hline(y=HALT_AT, line=dict(color=figures.MUTED, width=1, dash="dash"), annotation_text="halt threshold",
                   annotation_position="bottom right")
+    # ACT decides at the end of each supervision step: where it would have stopped this trajectory
+    ends = [k for k in range(R) if tr.trans[k] == tr.trans.max() and tr.halt[k, 0] > HALT_AT]
+    if ends:
+        fig.add_vline(x=ends[0], line=dict(color=figures.GRAM, width=1, dash="dash"),
+                      annotation_text=f"ACT halts (step {int(tr.sup[ends[0]])})", annotation_position="top left")
     st.plotly_chart(fig, key="rec_lines", config={"displayModeBar": False})
 
 
@@ -104,6 +109,7 @@ with st.expander("What am I looking at?"):
         "- **h heat map**: one row per cell, one column per latent dimension. Noise enters *h* only: "
         "`h = f_H(h + l) + eps`, with `eps` drawn from the learned prior.\n"
         "- **Value / halting**: the LPRM head estimates how good the current answer is; P(halt) is the halting "
-        f"head's belief that this step's answer is right, and ACT halts a trajectory once it passes {HALT_AT}. "
+        f"head's belief that this step's answer is right, and ACT halts a trajectory once it passes {HALT_AT} at the end "
+        "of a supervision step (the dashed vertical line). "
         "Both read *h* and never train the recursion.\n"
         f"- Trajectory seed **{sel['seed']}**; the same seed always gives the same trajectory.")
