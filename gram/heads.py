@@ -39,9 +39,9 @@ def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, 
               inputs: int = 1024, keep_value: bool = False) -> dict:
     """Re-initialise both heads and fit them for `steps` AdamW steps: q_halt to "this step's prediction is
     right", v to the task's reward (the LPRM target). The heads start afresh so the result depends only on
-    the core and the seed (refitting a refitted checkpoint gives the same heads). keep_value: refit q_halt
-    alone on the LPRM's features as they are (it reads them detached), leaving v and its metrics untouched.
-    Returns the final losses."""
+    the core and the seed (refitting a refitted checkpoint gives the same heads). q_halt reads v's features
+    detached, so v's fit does not depend on it. keep_value: re-initialise and fit q_halt alone, on v's
+    features as they are; v and every metric read from it stay untouched. Returns the final losses."""
     h, correct, reward = _records(model, task, split, seed, dtype, inputs)
     heads = [model.halt_head] + ([] if keep_value else [*model.value_head])
     with torch.random.fork_rng(devices=[]):
@@ -71,7 +71,8 @@ def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, 
 
 def cmd_fit_heads(args) -> None:
     """Refit a checkpoint's heads in place and record head_steps in its config, so that the card's training
-    command (train, then the same refit at its end) reproduces the checkpoint."""
+    command (train, then the same refit at its end) reproduces the checkpoint. --halt-only leaves the config
+    (how v was fitted) as it is and records the halting refit in the card instead (`halt_refit`)."""
     import json
     import sys
 
@@ -80,13 +81,18 @@ def cmd_fit_heads(args) -> None:
 
     model, cfg, card = load_checkpoint(args.checkpoint)
     task = get_task(cfg.train.task)
-    cfg.train.head_steps = args.steps
-    cfg.train.head_inputs = args.inputs or cfg.train.head_inputs
-    card["heads"] = fit_heads(model, task, task.split("train", cfg.train.seed), args.steps, seed=cfg.train.seed,
-                              dtype=cfg.train.dtype, inputs=cfg.train.head_inputs, keep_value=args.halt_only)
+    inputs = args.inputs or cfg.train.head_inputs
+    losses = fit_heads(model, task, task.split("train", cfg.train.seed), args.steps, seed=cfg.train.seed,
+                       dtype=cfg.train.dtype, inputs=inputs, keep_value=args.halt_only)
+    if args.halt_only:  # the config still says how v was fitted; the card says how q_halt was refitted after
+        card["heads"] = {**card.get("heads", {}), "halt_loss": losses["halt_loss"]}
+        card["halt_refit"] = {"steps": args.steps, "inputs": inputs}
+    else:
+        cfg.train.head_steps, cfg.train.head_inputs = args.steps, inputs
+        card["heads"] = losses
+        card.pop("halt_refit", None)
     save_checkpoint(args.checkpoint, model, cfg, card)
-    print(json.dumps({"checkpoint": args.checkpoint, "head_steps": args.steps, "head_inputs": cfg.train.head_inputs,
-                      **card["heads"]}))
+    print(json.dumps({"checkpoint": args.checkpoint, "head_steps": args.steps, "head_inputs": inputs, **losses}))
     if not args.halt_only:
         print("the card's LPRM metrics predate the refit: run `python -m gram eval --checkpoint "
               f"{args.checkpoint} --card` again", file=sys.stderr)

@@ -37,11 +37,26 @@ def test_refit_touches_only_the_heads_and_depends_only_on_core_and_seed(tiny_che
 def test_halt_only_refit_leaves_the_lprm_as_it_was(tiny_checkpoint):
     model, cfg, _ = load_checkpoint(tiny_checkpoint)
     task = get_task(cfg.train.task)
-    heads0, _ = split_state(model)
+    heads0, core0 = split_state(model)
+    grads = [p.requires_grad for p in model.parameters()]
+    fit_heads(model, task, task.split("train"), steps=0, seed=5, inputs=32, keep_value=True)
+    reset, _ = split_state(model)
     fit_heads(model, task, task.split("train"), steps=20, seed=5, inputs=32, keep_value=True)
-    heads1, _ = split_state(model)
+    heads1, core1 = split_state(model)
     assert all(torch.equal(heads0[k], heads1[k]) for k in heads0 if k.startswith("value_head."))
-    assert not torch.equal(heads0["halt_head.weight"], heads1["halt_head.weight"])
+    assert not torch.equal(reset["halt_head.weight"], heads1["halt_head.weight"])  # fitted, not only re-initialised
+    assert all(torch.equal(core0[k], core1[k]) for k in core0)
+    assert [p.requires_grad for p in model.parameters()] == grads
+
+
+def test_cli_halt_only_keeps_the_config_and_records_the_refit_in_the_card(tmp_path):
+    Trainer(tiny_config("steps=3", "head_steps=10", "head_inputs=16"), out=tmp_path / "a").fit()
+    config = (tmp_path / "a" / "config.json").read_text()
+    r = run_gram("fit-heads", "--checkpoint", tmp_path / "a", "--steps", 5, "--inputs", 8, "--halt-only")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a" / "config.json").read_text() == config
+    _, _, card = load_checkpoint(tmp_path / "a")
+    assert card["halt_refit"] == {"steps": 5, "inputs": 8} and set(card["heads"]) == {"halt_loss", "value_loss"}
 
 
 def test_the_refit_learns_which_answers_are_right():
