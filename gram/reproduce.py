@@ -62,10 +62,10 @@ class Shipped:
         self.root, self._cache = Path(root), {}
 
     def get(self, name: str):
-        """(model, cfg) or None when the checkpoint is absent; a broken one raises CheckpointError."""
+        """(model, cfg, card) or None when the checkpoint is absent; a broken one raises CheckpointError."""
         if name not in self._cache:
             d = self.root / name
-            self._cache[name] = load_checkpoint(d)[:2] if (d / "model.safetensors").is_file() else None
+            self._cache[name] = load_checkpoint(d) if (d / "model.safetensors").is_file() else None
         return self._cache[name]
 
 
@@ -169,7 +169,7 @@ def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         if got is None:
             out[name] = {"missing": [name]}
             continue
-        model, cfg = got
+        model, cfg, _ = got
         x = task.empty_input().expand(budget.images, -1)
         tr = rollout(model, x, n_sup=budget.depth, seeds=list(range(seed, seed + budget.images)), record="steps", latents="pooled")
         depths = sorted({1, 2, 4, 8, 16, 32, cfg.train.n_sup, budget.depth} & set(range(1, budget.depth + 1)))
@@ -211,11 +211,10 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         if got is None:
             out[name] = {"missing": [name]}
             continue
-        model, cfg = got
+        model, cfg, card = got
         task = get_task(cfg.train.task)
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
-        card = ck.root / name / "card.json"
-        card_depth = ((card_eval(read_json(card)) if card.is_file() else None) or {}).get("n_sup", cfg.train.n_sup)
+        card_depth = (card_eval(card) or {}).get("n_sup", cfg.train.n_sup)
         depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth, card_depth})
         rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
         at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
@@ -276,7 +275,7 @@ def claim_ablation(ck: Shipped, budget: Budget, seed: int, runs: dict) -> tuple[
         if got is None:
             c.missing.append(name)
             continue
-        model, cfg = got
+        model, cfg, _ = got
         task = get_task(cfg.train.task)
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
         samples, values = sample(model, split.inputs, budget.samples, seed=seed, n_sup=cfg.train.n_sup)

@@ -103,6 +103,12 @@ class Trace:
             raise ValueError(f"no record at supervision step {n}, transition {t}")
         return int(hit.nonzero()[0])
 
+    def act_stop(self, b: int = 0, halt_at: float = HALT_AT) -> int | None:
+        """Index of the record point where ACT halts trajectory b: the end of the first supervision step whose
+        P(halt) passes halt_at (the rule rollout(halt=True) applies), or None if it never does."""
+        ends = (self.trans == self.trans.max()) & (self.halt[:, b] > halt_at)
+        return int(ends.nonzero()[0]) if ends.any() else None
+
 
 def concat(a: Trace, b: Trace) -> Trace:
     """Trace a followed by trace b (b continues a row by row): records joined, the end taken from b."""

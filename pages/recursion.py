@@ -93,11 +93,10 @@ def scrubber():
     fig = figures.step_lines(labels, series, i, "value estimate and halting probability per step", colors=colors)
     fig.add_hline(y=HALT_AT, line=dict(color=figures.MUTED, width=1, dash="dash"), annotation_text="halt threshold",
                   annotation_position="bottom right")
-    # ACT decides at the end of each supervision step: where it would have stopped this trajectory
-    ends = [k for k in range(R) if tr.trans[k] == tr.trans.max() and tr.halt[k, 0] > HALT_AT]
-    if ends:
-        fig.add_vline(x=ends[0], line=dict(color=figures.GRAM, width=1, dash="dash"),
-                      annotation_text=f"ACT halts (step {int(tr.sup[ends[0]])})", annotation_position="top left")
+    stop = tr.act_stop()
+    if stop is not None:
+        fig.add_vline(x=stop, line=dict(color=figures.GRAM, width=1, dash="dash"),
+                      annotation_text=f"ACT halts (step {int(tr.sup[stop])})", annotation_position="top left")
     st.plotly_chart(fig, key="rec_lines", config={"displayModeBar": False})
 
 

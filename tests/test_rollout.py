@@ -110,6 +110,9 @@ def test_act_halts_where_p_halt_passes_the_threshold():
     assert rollout(m, x, n_sup=4, halt=True, halt_at=0.5, dtype="fp32").halted_at.tolist() == [1, 1]
     tr = rollout(m, x, n_sup=4, halt=True, halt_at=0.9, dtype="fp32")
     assert tr.halted_at.tolist() == [4, 4] and torch.allclose(tr.halt, torch.tensor(0.7), atol=1e-4)
+    full = rollout(m, x, n_sup=4, record="transitions", dtype="fp32")  # ACT's stop read off a full trace
+    stop = full.act_stop(1, halt_at=0.5)
+    assert (full.sup[stop], full.trans[stop]) == (1, m.cfg.T) and full.act_stop(1, halt_at=0.9) is None
 
 
 def test_act_freezes_halted_rows_only():

@@ -21,7 +21,7 @@ so applying it and inverting it are two gathers.
 
 Unconditional: the test input is all blank, the targets complete grids (512 random grids x 32
 augmentations for training). Half the training inputs show up to `train_clues` cells of their grid (see
-`SudokuUncond._clues`): from blank inputs alone nothing was learnt here. Metrics: validity rate and the
+`base.clue_mask`): from blank inputs alone nothing was learnt here. Metrics: validity rate and the
 fraction of distinct grids among the samples (the paper: 99.05% valid, all distinct).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .base import PAD, Split, Task
+from .base import PAD, Split, Task, clue_mask
 
 BLANK = 1  # digit d is token d + 1
 BOX = [(r // 3) * 3 + c // 3 for r in range(9) for c in range(9)]
@@ -323,7 +323,8 @@ class SudokuUncond(Sudoku):
         test = Split(blank, grids[: self.n_test], torch.zeros(self.n_test, dtype=torch.long))
         if not self.train_clues:
             return Split(blank, train, torch.zeros(len(train), dtype=torch.long)), test
-        inputs, owner = self._clues(train, torch.Generator().manual_seed(seed + 1)).unique(dim=0, return_inverse=True)
+        shown = clue_mask(len(train), train.shape[1], self.train_clues, torch.Generator().manual_seed(seed + 1))
+        inputs, owner = torch.where(shown, train, BLANK).unique(dim=0, return_inverse=True)
         return Split(inputs, train, owner), test
 
     def _test(self, seed: int) -> Split:
