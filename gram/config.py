@@ -38,8 +38,9 @@ class ModelConfig:
     # filled in from the task
     seq_len: int = 0
     vocab: int = 0
-    codec: str = "tokens"  # tokens | patch (2x2 conv patches over a square image, MNIST)
+    codec: str = "tokens"  # tokens | patch (conv patches over a square image, MNIST)
     image_side: int = 0  # for codec=patch: pixels per side
+    patch: int = 2  # for codec=patch: pixels per side of the square patch one latent position holds
     n_puzzles: int = 0  # >0: a learned per-puzzle embedding (ARC)
 
 

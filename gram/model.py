@@ -141,26 +141,28 @@ class TokenCodec(nn.Module):
 
 
 class PatchCodec(nn.Module):
-    """A square image of tokens (B, S*S) <-> (S/2)^2 latent patches by 2x2 (transposed) convolutions."""
+    """A square image of tokens (B, S*S) <-> (S/p)^2 latent patches by pxp (transposed) convolutions."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.side, self.vocab = cfg.image_side, cfg.vocab
-        self.embed_x = nn.Conv2d(cfg.vocab, cfg.D, 2, stride=2)
-        self.embed_y = nn.Conv2d(cfg.vocab, cfg.D, 2, stride=2)
-        self.decoder = nn.ConvTranspose2d(cfg.D, cfg.vocab, 2, stride=2)
-        for c in (self.embed_x, self.embed_y):  # a one-hot 2x2 patch maps to unit-scale features
-            nn.init.normal_(c.weight, std=0.5)
+        if cfg.patch < 1 or cfg.image_side % cfg.patch:
+            raise ValueError(f"patch={cfg.patch} must divide image_side={cfg.image_side}")
+        self.side, self.vocab, self.p = cfg.image_side, cfg.vocab, cfg.patch
+        self.embed_x = nn.Conv2d(cfg.vocab, cfg.D, self.p, stride=self.p)
+        self.embed_y = nn.Conv2d(cfg.vocab, cfg.D, self.p, stride=self.p)
+        self.decoder = nn.ConvTranspose2d(cfg.D, cfg.vocab, self.p, stride=self.p)
+        for c in (self.embed_x, self.embed_y):  # a one-hot patch sums p^2 weights: unit-scale features
+            nn.init.normal_(c.weight, std=1 / self.p)
             nn.init.zeros_(c.bias)
 
-    def encode(self, tokens, which):  # (B, S*S) -> (B, (S/2)^2, D)
+    def encode(self, tokens, which):  # (B, S*S) -> (B, (S/p)^2, D)
         B, S = tokens.shape[0], self.side
         onehot = F.one_hot(tokens.view(B, S, S), self.vocab).permute(0, 3, 1, 2).to(self.embed_x.weight.dtype)
         return (self.embed_x if which == "x" else self.embed_y)(onehot).flatten(2).transpose(1, 2)
 
-    def decode(self, h):  # (B, (S/2)^2, D) -> (B, S*S, vocab)
+    def decode(self, h):  # (B, (S/p)^2, D) -> (B, S*S, vocab)
         B, L, D = h.shape
-        s = self.side // 2
+        s = self.side // self.p
         return self.decoder(h.transpose(1, 2).reshape(B, D, s, s)).flatten(2).transpose(1, 2)
 
 
@@ -186,7 +188,7 @@ class GRAM(nn.Module):
         self.cfg = cfg
         self.flat = cfg.mode == "flat"
         self.codec = PatchCodec(cfg) if cfg.codec == "patch" else TokenCodec(cfg)
-        self.L = (cfg.image_side // 2) ** 2 if cfg.codec == "patch" else cfg.seq_len
+        self.L = (cfg.image_side // cfg.patch) ** 2 if cfg.codec == "patch" else cfg.seq_len
         D = cfg.D
         self.pos = nn.Parameter(torch.randn(self.L, D) / math.sqrt(D))
         self.puzzle = nn.Embedding(cfg.n_puzzles, D) if cfg.n_puzzles else None

@@ -137,6 +137,19 @@ def test_patch_codec_shapes(mode, posterior_input):
     assert all(t.shape == (2,) for t in m.heads(st.h))
 
 
+def test_patch_size():
+    """patch=4: 7x7 = 49 latent positions, each decoding its own 4x4 pixels; a patch must divide the side."""
+    cfg = ModelConfig(D=16, n_heads=2, n_layers=1, K=1, T=1, seq_len=784, vocab=3, codec="patch", image_side=28, patch=4)
+    m = GRAM(cfg)
+    assert m.L == 49 and m.embed_input(torch.randint(0, 3, (2, 784))).shape == (2, 49, 16)
+    h = torch.zeros(2, 49, 16)
+    h[0, 8] = torch.randn(16)  # latent (1, 1) holds pixels rows 4-7, columns 4-7
+    changed = (m.decode(h)[0] != m.decode(torch.zeros_like(h))[0]).any(-1).view(28, 28).nonzero()
+    assert changed[:, 0].unique().tolist() == [4, 5, 6, 7] and changed[:, 1].unique().tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="must divide"):
+        GRAM(ModelConfig(seq_len=784, vocab=3, codec="patch", image_side=28, patch=3))
+
+
 def test_model_needs_task_sizes():
     with pytest.raises(ValueError, match="task"):
         GRAM(ModelConfig())
