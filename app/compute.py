@@ -56,7 +56,7 @@ def load(ckpt, task_name: str | None = None):
 
 def trace_bytes(cfg, n: int, n_sup: int, record: str = "transitions", latents: str = "full") -> float:
     m = cfg.model
-    L = (m.image_side // m.patch) ** 2 if m.codec == "patch" else m.seq_len
+    L = m.n_positions
     R = n_sup * (m.T if record == "transitions" else 1)
     per = (L * m.D if latents == "full" else m.D) * 2 + m.seq_len * m.vocab * 2 + m.seq_len * 8 + 3 * L * 2 + 16
     return float(R * n * per)

@@ -43,6 +43,11 @@ class ModelConfig:
     patch: int = 2  # for codec=patch: pixels per side of the square patch one latent position holds
     n_puzzles: int = 0  # >0: a learned per-puzzle embedding (ARC)
 
+    @property
+    def n_positions(self) -> int:
+        """L, the latent positions: one per token, or one per patch for codec=patch."""
+        return (self.image_side // self.patch) ** 2 if self.codec == "patch" else self.seq_len
+
 
 @dataclass
 class TrainConfig:

@@ -188,7 +188,7 @@ class GRAM(nn.Module):
         self.cfg = cfg
         self.flat = cfg.mode == "flat"
         self.codec = PatchCodec(cfg) if cfg.codec == "patch" else TokenCodec(cfg)
-        self.L = (cfg.image_side // cfg.patch) ** 2 if cfg.codec == "patch" else cfg.seq_len
+        self.L = cfg.n_positions
         D = cfg.D
         self.pos = nn.Parameter(torch.randn(self.L, D) / math.sqrt(D))
         self.puzzle = nn.Embedding(cfg.n_puzzles, D) if cfg.n_puzzles else None

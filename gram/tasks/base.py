@@ -44,16 +44,6 @@ class Split:
                      None if self.puzzle is None else self.puzzle[idx])
 
 
-def clue_mask(n: int, cells: int, max_clues: int, gen: torch.Generator) -> torch.Tensor:
-    """(n, cells) bool: half the rows show no cell, half k ~ U{1..max_clues} random cells. A curriculum for
-    unconditional tasks: completing a partial target teaches the core to propagate what the noise commits,
-    which a blank input alone gives no handle on."""
-    k = torch.randint(1, max_clues + 1, (n,), generator=gen)
-    k[torch.rand(n, generator=gen) < 0.5] = 0
-    rank = torch.rand(n, cells, generator=gen).argsort(1).argsort(1)  # a random order of the cells
-    return rank < k[:, None]
-
-
 class Task:
     """Subclasses set the class attributes and implement the methods that raise."""
 

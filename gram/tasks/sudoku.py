@@ -21,7 +21,7 @@ so applying it and inverting it are two gathers.
 
 Unconditional: the test input is all blank, the targets complete grids (512 random grids x 32
 augmentations for training). Half the training inputs show up to `train_clues` cells of their grid (see
-`base.clue_mask`): from blank inputs alone nothing was learnt here. Metrics: validity rate and the
+`clue_mask`): from blank inputs alone nothing was learnt here. Metrics: validity rate and the
 fraction of distinct grids among the samples (the paper: 99.05% valid, all distinct).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .base import PAD, Split, Task, clue_mask
+from .base import PAD, Split, Task
 
 BLANK = 1  # digit d is token d + 1
 BOX = [(r // 3) * 3 + c // 3 for r in range(9) for c in range(9)]
@@ -286,6 +286,16 @@ class Sudoku(Task):
     def format_output(self, y: torch.Tensor) -> str:
         """81 digits, row-major; '0' where a cell holds no digit."""
         return _cells_text(y, "0")
+
+
+def clue_mask(n: int, cells: int, max_clues: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, cells) bool: half the rows show no cell, half k ~ U{1..max_clues} random cells. A curriculum for
+    unconditional Sudoku: completing a partial target teaches the core to propagate what the noise commits,
+    which a blank input alone gives no handle on."""
+    k = torch.randint(1, max_clues + 1, (n,), generator=gen)
+    k[torch.rand(n, generator=gen) < 0.5] = 0
+    rank = torch.rand(n, cells, generator=gen).argsort(1).argsort(1)  # a random order of the cells
+    return rank < k[:, None]
 
 
 class SudokuUncond(Sudoku):
