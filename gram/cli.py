@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--samples", type=int, default=20)
     e.add_argument("--limit", type=int, help="only M test inputs, drawn at random (seeded)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0,
+                   help="trajectory j of input i draws seed + i * samples + j: for independent runs, space seeds by "
+                        "more than inputs x samples (seeds 0 and 7 share all but 7 of 1,000 MNIST samples)")
     e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
     e.add_argument("--halt", action="store_true",
                    help="ACT: stop each trajectory once its halting head's P(answer is right) passes --halt-at (at most --n-sup steps)")

@@ -121,7 +121,7 @@ def test_tiny_training_run():
 
     cfg = default_config("mnist").override(["D=32", "n_layers=1", "batch=8", "n_sup=2", "eval_samples=8"])
     tr = Trainer(cfg)
-    assert tr.model.L == 49  # the task default: 4x4-pixel latent patches
+    assert tr.model.L == 16  # the task default: 7x7-pixel latent patches
     logs = [tr.train_step() for _ in range(3)]
     assert all(torch.isfinite(torch.tensor(l["loss"])) for l in logs)
     assert 0 <= tr.evaluate()["prior_accuracy"] <= 1
