@@ -2,9 +2,9 @@
 gram.rollout / gram.select / gram.analysis / gram.tasks; this module only caches results per
 (checkpoint, input, width, seed) and turns library errors into messages.
 
-Caches: models and traces with st.cache_resource (tensors, shared by all sessions, bounded);
-batch evaluations (plain arrays) with st.cache_data persisted to disk, so a page reopened after a
-server restart is instant.
+Caches: rollouts on disk (app.views: keyed by the checkpoint's content and every argument, so a view made
+by the background warmer or before a restart opens at once), and in memory with st.cache_resource
+(shared by all sessions, bounded).
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app import views
 from gram import analysis
 from gram import rollout as rollouts
-from gram.checkpoint import CheckpointError, load_checkpoint
-from gram.rollout import Trace, rollout, sample
+from gram.checkpoint import CheckpointError
+from gram.rollout import Trace
 from gram.select import best_of_n, majority_vote
 from gram.tasks import get_task
 
@@ -32,18 +33,12 @@ class UserError(ValueError):
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _load(key: str):
-    path = key.rsplit("@", 1)[0]
-    return load_checkpoint(path)
-
-
 def load(ckpt, task_name: str | None = None):
     """(model, cfg, card) of a Ckpt, or UserError with a clear message (wrong task, unreadable files)."""
     if ckpt is None:
         raise UserError("No checkpoint selected.")
     try:
-        model, cfg, card = _load(ckpt.key)
+        model, cfg, card = views.load(ckpt.path)
     except CheckpointError as e:
         raise UserError(f"Cannot load checkpoint {ckpt.label}: {e}") from None
     except Exception as e:
@@ -74,10 +69,8 @@ def check_width(cfg, n: int, n_sup: int, record: str = "transitions", latents: s
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _trace(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float, record: str, latents: str,
            halt: bool) -> Trace:
-    model, cfg, _ = _load(key)
-    xt = torch.tensor(x, dtype=torch.long)[None].expand(n, -1).contiguous()
-    return rollout(model, xt, n_sup=n_sup, seed=seed, temperature=temperature, record=record, latents=latents,
-                   halt=halt)
+    return views.trace(key.rsplit("@", 1)[0], torch.tensor(x, dtype=torch.long), n=n, seed=seed, n_sup=n_sup,
+                       temperature=temperature, record=record, latents=latents, halt=halt)
 
 
 def trace(ckpt, x: torch.Tensor, *, n: int = 1, seed: int = 0, n_sup: int = 8, temperature: float = 1.0,
@@ -92,6 +85,31 @@ def trace(ckpt, x: torch.Tensor, *, n: int = 1, seed: int = 0, n_sup: int = 8, t
         raise UserError(f"Out of memory rolling out {n} trajectories; lower the width.") from None
     except RuntimeError as e:
         raise UserError(f"The rollout failed: {e}") from None
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _posterior(key: str, x: tuple, y: tuple, seed: int, n_sup: int, temperature: float) -> Trace:
+    model, _, _ = views.load(key.rsplit("@", 1)[0])
+    return rollouts.posterior_rollout(model, torch.tensor([x]), torch.tensor([y]), n_sup=n_sup, seed=seed,
+                                      temperature=temperature, record="transitions")
+
+
+def posterior_trace(ckpt, x: torch.Tensor, y: torch.Tensor, *, seed: int, n_sup: int, temperature: float = 1.0) -> Trace:
+    """One trajectory steered by the posterior, which sees the answer y: trace.noise['kl'] per record."""
+    _, cfg, _ = load(ckpt)
+    check_width(cfg, 1, n_sup)
+    return _posterior(ckpt.key, tuple(int(v) for v in x.tolist()), tuple(int(v) for v in y.tolist()), int(seed),
+                      int(n_sup), float(temperature))
+
+
+def slow_notice(ckpt, rows: int, n_sup: int) -> str | None:
+    """A sentence saying how long a rollout not yet cached will take, when that is more than a few seconds."""
+    try:
+        secs = views.estimate_seconds(ckpt.path, rows, n_sup)
+    except Exception:
+        return None
+    return f"About {secs:.0f} s to compute on this machine ({rows} trajectories x {n_sup} steps); cached afterwards." \
+        if secs > 3 else None
 
 
 def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: int,
@@ -127,46 +145,40 @@ def answer_labels(task, x: torch.Tensor, answers: torch.Tensor, known: list[str]
 
 
 def known_solutions(task_name: str, seed: int, x: torch.Tensor) -> list[str] | None:
-    """Every valid answer of x when x is one of the task's inputs (train or test), else None."""
-    t = _known(task_name, seed).get(tuple(x.tolist()))
+    """Every valid answer of x when x is one of the task's inputs (test or train split), else None."""
+    t = known_targets(task_name, seed, x)
     return None if t is None else [get_task(task_name).format_output(y) for y in t]
 
 
 def known_targets(task_name: str, seed: int, x: torch.Tensor) -> list[torch.Tensor] | None:
-    return _known(task_name, seed).get(tuple(x.tolist()))
+    key = tuple(x.tolist())
+    for name in ("test", "train"):  # the held-out split first: a small file, where most puzzles shown live
+        found = _known(task_name, seed, name).get(key)
+        if found is not None:
+            return found
+    return None
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _known(task_name: str, seed: int) -> dict:
-    task = get_task(task_name)
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _known(task_name: str, seed: int, name: str) -> dict:
+    s = get_task(task_name).split(name, seed)
     out: dict = {}
-    for name in ("test", "train"):
-        s = task.split(name, seed)
-        for q, o in enumerate(s.owner.tolist()):
-            out.setdefault(tuple(s.inputs[o].tolist()), []).append(s.targets[q])
+    for q, o in enumerate(s.owner.tolist()):
+        out.setdefault(tuple(s.inputs[o].tolist()), []).append(s.targets[q])
     return out
-
-
-# --- batches ---------------------------------------------------------------------------------
-@st.cache_data(max_entries=16, show_spinner=False, persist="disk")
-def _batch(key: str, task_name: str, split_seed: int, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
-    model, cfg, _ = _load(key)
-    task = get_task(task_name)
-    sub = task.split("test", split_seed).sample(n_inputs, seed=1234)
-    samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle)
-    P = len(sub)
-    valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
-    # answers: the samples in canonical form, what a vote counts (graph colouring: not colour names)
-    return {"inputs": sub.inputs.numpy(), "samples": samples.numpy(), "answers": task.canonical_samples(samples).numpy(),
-            "values": values.float().numpy(), "valid": valid.numpy(), "n_targets": sub.n_targets().numpy()}
 
 
 def batch(ckpt, task_name: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """N samples for each of n_inputs held-out inputs (a fixed, seeded subset of the test split)."""
-    _, cfg, _ = load(ckpt, task_name)
+    load(ckpt, task_name)
     if n * n_inputs > 8192:
         raise UserError(f"{n_inputs} inputs x {n} samples is more than this app rolls out at once (8192).")
-    return _batch(ckpt.key, task_name, cfg.train.seed, int(n_inputs), int(n), int(seed), int(n_sup))
+    return _batch(ckpt.key, int(n_inputs), int(n), int(seed), int(n_sup))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _batch(key: str, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
+    return views.batch(key.rsplit("@", 1)[0], n_inputs=n_inputs, n=n, seed=seed, n_sup=n_sup)
 
 
 def widths(n_max: int) -> list[int]:

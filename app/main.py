@@ -63,12 +63,7 @@ with st.sidebar:
         name = st.selectbox("Checkpoint", names, format_func=lambda n: mine[names.index(n)].label,
                             key=ui.state_key("g", "ckpt", names[0], valid=lambda v: v in names))
         ck = mine[names.index(name)]
-        card = state._read_card(Path(ck.path)) or {}
-        acc = state.card_accuracy(card)
-        bits = [f"{card.get('parameters', 0) / 1e6:.2f}M params", f"{card.get('steps', '?')} steps"]
-        if acc:
-            bits.append(f"{acc[0]}: {acc[1]}")
-        st.caption(" · ".join(bits))
+        st.caption(state.card_summary(state._read_card(Path(ck.path)) or {}))
     else:
         others = sorted({c.mode for c in found})
         st.warning(f"No {mode} checkpoint for {task}." + (f" Available modes: {', '.join(others)}." if others else ""),
@@ -106,6 +101,7 @@ with st.sidebar:
     st.markdown("<div class='gram-foot'>Generative Recursive Reasoning Models · "
                 "offline · CPU-first</div>", unsafe_allow_html=True)
 
+state.start_warmer()
 st.session_state["_selection"] = {"task": task, "mode": mode, "ckpt": ck, "seed": int(seed)}
 notices = st.container()  # warnings about the link this session was opened with, shown above the page
 try:

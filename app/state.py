@@ -69,10 +69,24 @@ def _read_card(d: Path) -> dict | None:
         return None
 
 
+def card_summary(card: dict) -> str:
+    """'0.18M params · 1,000 steps · test accuracy, depth 32: 85%', from what the card holds that reads."""
+    bits = []
+    p, steps = card.get("parameters"), card.get("steps")
+    if isinstance(p, (int, float)) and not isinstance(p, bool) and p == p:
+        bits.append(f"{p / 1e6:.2f}M params")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        bits.append(f"{steps:,} steps")
+    acc = card_accuracy(card)
+    if acc:
+        bits.append(f"{acc[0]}: {acc[1]}")
+    return " · ".join(bits)
+
+
 def card_accuracy(card: dict) -> tuple[str, str] | None:
     """(label, value) of a card's headline accuracy: its test evaluation (`gram eval --card`) when it has one,
     else the one-sample check at the end of training (for unconditional Sudoku: 0% at depth 8, 92% at 256)."""
-    from gram.reproduce import card_eval
+    from gram.cards import card_eval
     try:
         m = card_eval(card)
         if m:
@@ -137,10 +151,9 @@ def store_upload(files: list) -> tuple[str | None, str | None]:
 
 
 def presets(task: str) -> list[dict]:
-    try:
-        return json.loads((ASSETS / "presets.json").read_text()).get(task, [])
-    except (OSError, ValueError):
-        return []
+    from app.views import presets as read
+
+    return read(task)
 
 
 # --- URL binding ----------------------------------------------------------------------------
@@ -212,14 +225,6 @@ def set_url(key: str, value) -> None:
         pass
 
 
-def as_bool(s: str) -> bool:
-    if s.lower() in ("true", "1", "yes"):
-        return True
-    if s.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(s)
-
-
 def url_warnings() -> None:
     for w in st.session_state.pop("_url_warnings", []):
         st.warning(w)
@@ -237,3 +242,23 @@ def partner(task: str, mode: str, exclude: str | None = None) -> Ckpt | None:
         if c.mode == mode and c.path != exclude:
             return c
     return None
+
+
+@st.cache_resource(show_spinner=False)
+def start_warmer():
+    """Once per server: `python -m app.warm` in the background at the lowest CPU priority, so the default
+    views of the shipped checkpoints are on disk before they are asked for. GRAM_WARM=0 turns it off (tests)."""
+    import atexit
+    import subprocess
+    import sys
+
+    if os.environ.get("GRAM_WARM", "1") == "0":
+        return None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "app.warm", "--quiet", "--checkpoints", str(checkpoints_root())],
+                                cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=lambda: os.nice(19))
+    except OSError:
+        return None
+    atexit.register(proc.terminate)
+    return proc

@@ -8,6 +8,7 @@ import os
 import time
 import traceback
 
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -15,6 +16,9 @@ from app import compute, state
 from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
+# every figure's toolbar: hover tools off, the camera on (PNG at twice the screen's resolution, for slides)
+CHART = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2},
+         "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
 
 
 def css() -> None:
@@ -108,30 +112,37 @@ def step_key(prefix: str, R: int) -> str:
     return key
 
 
-def play_fragment(prefix: str):
-    """st.fragment that reruns every 0.8 s while `<prefix>_playing` is on; use as a decorator."""
-    return st.fragment(run_every=0.8 if st.session_state.get(f"{prefix}_playing", False) else None)
+def step_index(prefix: str, R: int) -> int:
+    """The step a stepping figure opens at: ?<prefix>_step= from a shared link, else the last one. Moving
+    the figure's own slider happens in the browser and does not change it."""
+    return int(st.session_state[step_key(prefix, R)])
 
 
-def play_scrubber(prefix: str, key: str, labels: list[str], label: str) -> int:
-    """Play/Pause button and step slider (bound to `key` and the URL), for inside a `play_fragment`: while
-    playing, each tick advances one step, wrapping around. Returns the chosen step index."""
-    playing = bool(st.session_state.get(f"{prefix}_playing", False))
-    R = len(labels)
-    now = time.monotonic()
-    if playing and now - st.session_state.get(f"{prefix}_last_tick", 0) > 0.6:
-        st.session_state[key] = (st.session_state[key] + 1) % R
-        st.session_state[f"{prefix}_last_tick"] = now
-    b1, b2 = st.columns([1, 9], vertical_alignment="bottom")
-    with b1:
-        if st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
-                     key=f"{prefix}_play_btn", use_container_width=True):
-            st.session_state[f"{prefix}_playing"] = not playing
-            st.rerun(scope="app")
-    with b2:
-        i = st.select_slider(label, options=list(range(R)), key=key, format_func=lambda k: labels[k])
-        state.set_url(key, i)
-    return i
+def chart(fig, key: str, **kw):
+    """st.plotly_chart with the house settings: the toolbar's camera saves a PNG for a slide."""
+    return st.plotly_chart(fig, key=key, config=CHART, **kw)
+
+
+class _Prebuilt(go.Figure):
+    """A figure spec made of plain dicts (app.stepfig; its tests check each against Plotly's schema).
+    st.plotly_chart validates a dict by building a Figure from it, which for a view of 48 frames costs more
+    than the rollout (0.7 s); a Figure it passes on as its to_dict()."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+
+def prebuilt(spec: dict) -> go.Figure:
+    return _Prebuilt(spec)
+
+
+def stepping_chart(fig: dict, key: str) -> None:
+    """A figure that carries its steps as frames (app.stepfig): drawn once, stepped in the browser."""
+    st.plotly_chart(_Prebuilt(fig), key=key, config=CHART)
 
 
 def need_partner(sel: dict, mode: str, key: str):
@@ -145,9 +156,9 @@ def need_partner(sel: dict, mode: str, key: str):
     return ck
 
 
-def noise_scale(prefix: str) -> float:
-    """The one stochastic knob every sampling page shares, bound to the URL."""
-    key = state_key(prefix, "temp", 1.0, float, valid=lambda v: 0 <= v <= 2)
+def noise_scale(prefix: str, default: float = 1.0) -> float:
+    """The one stochastic knob every sampling page shares, bound to the URL; opens at the card's value."""
+    key = state_key(prefix, "temp", default, float, valid=lambda v: 0 <= v <= 2)
     return st.slider("Noise scale", 0.0, 2.0, step=0.1, key=key,
                      help="Scales the standard normal behind the guidance noise; 0 follows the learned mean.")
 
@@ -164,9 +175,9 @@ def partner_trace(task, ck, x: torch.Tensor, **trace_kwargs):
     return mode, None
 
 
-def puzzle_picker(task, seed: int, prefix: str) -> torch.Tensor | None:
-    """Preset / random test puzzle / typed puzzle, bound to the URL. Returns input tokens (S,) or None
-    (with an error shown) when a typed puzzle does not parse."""
+def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Tensor | None:
+    """Preset / random test puzzle of the checkpoint's own split (its train.seed) / typed puzzle, bound to the
+    URL. Returns input tokens (S,) or None (with an error shown) when a typed puzzle does not parse."""
     pres = state.presets(task.name)
     sources = ["preset", "random test puzzle", "type one"] if pres else ["random test puzzle", "type one"]
     src = st.segmented_control("Puzzle", sources, key=state_key(prefix, "src", sources[0], valid=lambda v: v in sources),
@@ -177,7 +188,7 @@ def puzzle_picker(task, seed: int, prefix: str) -> torch.Tensor | None:
                          key=state_key(prefix, "preset", 0, int, valid=lambda v: 0 <= v < len(names)))
         return task.parse(pres[k]["puzzle"])
     if src == "random test puzzle":
-        split = task.split("test", 0)
+        split = task.split("test", split_seed)
         i = st.number_input(f"Test puzzle # (0-{len(split) - 1})", 0, len(split) - 1,
                             key=state_key(prefix, "idx", seed % len(split), int, valid=lambda v: 0 <= v < len(split)))
         return split.inputs[int(i)]

@@ -132,3 +132,30 @@ def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 
         # the metrics and the curves read one canonical set of answers (a vote counts colourings, not namings)
         out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values, widths=ns)}
     return out
+
+
+def h_change(trace: Trace, b: int = 0, h0: torch.Tensor | None = None) -> np.ndarray:
+    """(R, L) how far trajectory b's h moved at each record point, per position: ||h_r - h_{r-1}|| over D
+    (the first record against h0, the initial state, when given; else 0). Needs full latents (L, D)."""
+    h = trace.h[:, b].float()
+    if h.dim() != 3:
+        raise ValueError("h_change needs full latents (a rollout with latents='full')")
+    prev = torch.cat([(h0.float().expand_as(h[:1]) if h0 is not None else h[:1]), h[:-1]])
+    return (h - prev).norm(dim=-1).numpy()
+
+
+def varying_dims(trace: Trace, b: int = 0, k: int = 24) -> np.ndarray:
+    """Indices of the k latent dimensions of h that vary most over trajectory b's record points and positions,
+    in index order: the columns worth drawing when D is too wide to show whole."""
+    h = trace.h[:, b].float()
+    var = h.reshape(-1, h.shape[-1]).var(0)
+    return np.sort(var.topk(min(k, len(var))).indices.numpy())
+
+
+def align_steps(trace: Trace, other: Trace) -> np.ndarray:
+    """(R,) for each record point of `trace`, the record of `other` at the same supervision step and the same
+    transition (its last one where other has fewer transitions per step; its last record past its end)."""
+    T2 = int(other.trans.max())
+    pos = {(int(s), int(t)): k for k, (s, t) in enumerate(zip(other.sup.tolist(), other.trans.tolist()))}
+    return np.array([pos.get((int(s), min(int(t), T2)), len(other.sup) - 1)
+                     for s, t in zip(trace.sup.tolist(), trace.trans.tolist())])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .cards import inference, inference_of
 from .checkpoint import CheckpointError, load_checkpoint, write_json
 from .config import Config
 from .rollout import HALT_AT, sample
@@ -101,18 +102,23 @@ def cmd_train(args) -> None:
 
 
 # --- eval -------------------------------------------------------------------------------------
-def evaluate_checkpoint(directory, samples: int = 20, limit: int | None = None, seed: int = 0,
-                        n_sup: int | None = None, halt: bool = False, temperature: float = 1.0,
-                        halt_at: float = HALT_AT) -> dict:
+def evaluate_checkpoint(directory, samples: int | None = None, limit: int | None = None, seed: int = 0,
+                        n_sup: int | None = None, halt: bool = False, temperature: float | None = None,
+                        halt_at: float | None = None) -> dict:
+    """Metrics on the held-out test split; settings left as None are the card's (gram.cards.inference)."""
     model, cfg, card = load_checkpoint(directory)
+    d = inference(card, cfg.train.n_sup)
+    samples, n_sup = samples or d["samples"], n_sup or d["n_sup"]
+    temperature = d["temperature"] if temperature is None else temperature
+    halt_at = d["halt_at"] if halt_at is None else halt_at
     task = get_task(cfg.train.task)
     split = task.split("test", cfg.train.seed).sample(limit)
     t0 = time.perf_counter()
-    out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup or cfg.train.n_sup, halt=halt,
+    out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup, halt=halt,
                          halt_at=halt_at, puzzle=split.puzzle, temperature=temperature)
     metrics = evaluate_samples(task, split, out, values)
     return {"task": task.name, "mode": cfg.model.mode, **metrics, "seed": seed,
-            "n_sup": n_sup or cfg.train.n_sup, "temperature": temperature, **({"halt_at": halt_at} if halt else {}),
+            "n_sup": n_sup, "temperature": temperature, **({"halt_at": halt_at} if halt else {}),
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -123,7 +129,8 @@ def cmd_eval(args) -> None:
         from .checkpoint import read_json
         path = Path(args.checkpoint) / "card.json"
         card = read_json(path)
-        card.setdefault("metrics", {})[f"test_{args.samples}_samples"] = res
+        card.setdefault("metrics", {})[f"test_{res['samples']}_samples"] = res
+        card["inference"] = inference_of(res)
         card["eval_command"] = "python -m gram " + " ".join(sys.argv[1:])
         write_json(path, card)
     _json_line(res)
@@ -131,7 +138,10 @@ def cmd_eval(args) -> None:
 
 # --- sample -----------------------------------------------------------------------------------
 def cmd_sample(args) -> None:
-    model, cfg, _ = load_checkpoint(args.checkpoint)
+    model, cfg, card = load_checkpoint(args.checkpoint)
+    d = inference(card, cfg.train.n_sup)
+    n_sup = args.n_sup or d["n_sup"]
+    temperature = d["temperature"] if args.temperature is None else args.temperature
     task = get_task(cfg.train.task)
     if args.input_file:
         lines = [ln for ln in Path(args.input_file).read_text().splitlines() if ln.strip()]
@@ -146,8 +156,8 @@ def cmd_sample(args) -> None:
             raise ValueError(f"input {k + 1}: {e}") from None
         # ARC: `task_id: grid` picks that task's puzzle embedding
         puzzle = task.puzzle_of(line) if line is not None and hasattr(task, "puzzle_of") else None
-        out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=args.n_sup or cfg.train.n_sup,
-                             puzzle=None if puzzle is None else puzzle[None], temperature=args.temperature)
+        out, values = sample(model, x[None], args.samples, seed=args.seed, n_sup=n_sup,
+                             puzzle=None if puzzle is None else puzzle[None], temperature=temperature)
         out = task.canonical(out[0]).unsqueeze(0)  # one form per answer, so that votes count answers
         pick = (majority_vote(out) if args.select == "vote" else best_of_n(values))[0]
         _json_line({"input": line if line is not None else "", "samples": [task.format_output(s) for s in out[0]],
@@ -182,17 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="metrics of a checkpoint on its held-out test split")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--samples", type=int, default=20)
+    e.add_argument("--samples", type=int, help="samples per input (default: the card's, else 20)")
     e.add_argument("--limit", type=int, help="only M test inputs, drawn at random (seeded)")
     e.add_argument("--seed", type=int, default=0,
                    help="trajectory j of input i draws seed + i * samples + j: for independent runs, space seeds by "
                         "more than inputs x samples (seeds 0 and 7 share all but 7 of 1,000 MNIST samples)")
-    e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: as trained)")
+    e.add_argument("--n-sup", type=int, help="supervision steps at inference (default: the card's, else as trained)")
     e.add_argument("--halt", action="store_true",
                    help="ACT: stop each trajectory once its halting head's P(answer is right) passes --halt-at (at most --n-sup steps)")
-    e.add_argument("--halt-at", type=probability, default=HALT_AT, help=f"ACT threshold (default {HALT_AT})")
-    e.add_argument("--temperature", type=_positive_or_zero, default=1.0,
-                   help="scale of the prior's noise (1: as trained; 0: its mean, one trajectory)")
+    e.add_argument("--halt-at", type=probability, help=f"ACT threshold (default: the card's, else {HALT_AT})")
+    e.add_argument("--temperature", type=_positive_or_zero,
+                   help="scale of the prior's noise (1: as trained; 0: its mean, one trajectory; default: the card's)")
     e.add_argument("--card", action="store_true", help="store the result in the checkpoint's card.json")
     e.set_defaults(func=cmd_eval)
 
@@ -203,9 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-file", help="a file with one input per line")
     s.add_argument("--samples", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-sup", type=int)
+    s.add_argument("--n-sup", type=int, help="supervision steps (default: the depth the card was evaluated at)")
     s.add_argument("--select", choices=("vote", "lprm"), default="vote")
-    s.add_argument("--temperature", type=_positive_or_zero, default=1.0, help="scale of the prior's noise")
+    s.add_argument("--temperature", type=_positive_or_zero, help="scale of the prior's noise (default: the card's)")
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("data", help="print a split's inputs, one per line, in the task's text format")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .analysis import compare_models
+from .cards import card_eval
 from .checkpoint import load_checkpoint, read_json
 from .rollout import rollout, sample
 from .scale import scale_table
@@ -416,14 +417,6 @@ def render(claims: list[Claim], budget: Budget, checkpoints, seed: int, seconds:
 
 
 # --- the README table, from the cards ----------------------------------------------------------------
-def card_eval(card: dict, samples: int | None = None) -> dict | None:
-    """The card's held-out evaluation with `samples` samples, else the one with the most."""
-    evals = {v["samples"]: v for k, v in card.get("metrics", {}).items() if k.startswith("test_") and isinstance(v, dict)}
-    if not evals:
-        return None
-    return evals.get(samples) or evals[max(evals)]
-
-
 def _row_nqueens(m):
     return f"{_pct(m['accuracy'])} / {_pct(m['coverage'])}", [m["accuracy"] >= 0.95, m["coverage"] >= 0.80]
 

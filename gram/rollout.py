@@ -103,6 +103,22 @@ class Trace:
             raise ValueError(f"no record at supervision step {n}, transition {t}")
         return int(hit.nonzero()[0])
 
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The record as a flat dict of tensors (for safetensors): everything but the end state and the random
+        streams, which only a continuation needs (a branch replays its prefix from the seed instead)."""
+        out = {"seeds": torch.tensor(self.seeds, dtype=torch.long), "sup": self.sup, "trans": self.trans,
+               **{k: getattr(self, k) for k in RECORDED}, **{f"noise.{k}": v for k, v in self.noise.items()}}
+        for k in ("final", "final_value", "halted_at"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "Trace":
+        return cls(t["seeds"].tolist(), t["sup"], t["trans"], **{k: t[k] for k in RECORDED},
+                   noise={k[6:]: v for k, v in t.items() if k.startswith("noise.")},
+                   final=t.get("final"), final_value=t.get("final_value"), halted_at=t.get("halted_at"))
+
     def act_stop(self, b: int = 0, halt_at: float = HALT_AT) -> int | None:
         """Index of the record point where ACT halts trajectory b: the end of the first supervision step whose
         P(halt) passes halt_at (the rule rollout(halt=True) applies), or None if it never does."""

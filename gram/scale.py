@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .analysis import selection_curves
+from .cards import inference
 from .checkpoint import load_checkpoint
 from .cli import probability
 from .rollout import HALT_AT, NoiseStreams, rollout
@@ -123,12 +124,15 @@ def cmd_scale(args) -> None:
     task = get_task(cfg.train.task)
     split = task.split("test", cfg.train.seed).sample(args.limit)
     widths = _ints(args.widths)
-    depths = _ints(args.depths) if args.depths else sorted({1, cfg.train.n_sup, *[2 ** i for i in range(8) if 2 ** i < cfg.train.n_sup]})
+    d = inference(card, cfg.train.n_sup)  # the card's settings: depths up to the one it was read at
+    top = d["n_sup"]
+    depths = _ints(args.depths) if args.depths else sorted({1, top, *[2 ** i for i in range(12) if 2 ** i < top]})
+    halt_at = d["halt_at"] if args.halt_at is None else args.halt_at
     t0 = time.perf_counter()
     rows = scale_table(model, task, split, widths, depths, act=args.act, seed=args.seed, dtype=args.dtype,
-                       log=lambda s: print(s, file=sys.stderr, flush=True), halt_at=args.halt_at)
+                       log=lambda s: print(s, file=sys.stderr, flush=True), halt_at=halt_at)
     meta = {"checkpoint": str(args.checkpoint), "task": task.name, "mode": cfg.model.mode, "inputs": len(split),
-            "widths": widths, "depths": depths, "act": args.act, "halt_at": args.halt_at, "seed": args.seed,
+            "widths": widths, "depths": depths, "act": args.act, "halt_at": halt_at, "seed": args.seed,
             "seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,9 +202,9 @@ def add_parser(sub) -> None:
     s = sub.add_parser("scale", help="accuracy and coverage against width (vote / LPRM) and depth (steps / ACT)")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--widths", default="1,2,4,8,16,32,64", help="comma-separated numbers of trajectories")
-    s.add_argument("--depths", help="comma-separated supervision steps (default: powers of 2 up to the trained n_sup)")
+    s.add_argument("--depths", help="comma-separated supervision steps (default: powers of 2 up to the card's depth)")
     s.add_argument("--act", action="store_true", help="also ACT halting (at most max(depths) steps)")
-    s.add_argument("--halt-at", type=probability, default=HALT_AT, help=f"ACT threshold on P(halt) (default {HALT_AT})")
+    s.add_argument("--halt-at", type=probability, help=f"ACT threshold on P(halt) (default: the card's, else {HALT_AT})")
     s.add_argument("--limit", type=int, default=32, help="M held-out inputs, drawn at random (seeded)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"))

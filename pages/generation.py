@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import compute, figures, state, ui
+from app import compute, state, stepfig, ui, views
+from gram import analysis
 from gram.tasks import get_task, task_names
 
 sel = state.selection()
@@ -30,62 +31,38 @@ if empty is None:
         st.caption(msg + " (Unconditional MNIST and Sudoku generation appear here once those tasks are installed.)")
 ck, model, cfg, card = ui.load_model(sel, task, "generation")
 
+MAX_DEPTH = views.PAGE["generation"]["max_depth"]
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    x = empty if empty is not None else ui.puzzle_picker(task, sel["seed"], "gen")
+    x = empty if empty is not None else ui.puzzle_picker(task, sel["seed"], "gen", cfg.train.seed)
     if empty is not None:
         st.markdown("Input: **blank** (unconditional generation)")
 with c2:
     n = st.select_slider("Samples", [4, 8, 12, 16, 24, 32], key=ui.state_key(
-        "gen", "n", 12, int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
+        "gen", "n", views.PAGE["generation"]["n"], int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
 with c3:
     # up to 256: unconditional Sudoku keeps repairing its boards that long (its card is read at depth 256)
-    n_sup = st.slider("Depth", 1, 256, key=ui.state_key("gen", "depth", max(16, cfg.train.n_sup), int,
-                                                        valid=lambda v: 1 <= v <= 256))
+    n_sup = st.slider("Depth", 1, MAX_DEPTH, key=ui.state_key("gen", "depth", views.depth("generation", card, cfg), int,
+                                                              valid=lambda v: 1 <= v <= MAX_DEPTH),
+                      help="Opens at the depth the checkpoint's card was evaluated at.")
 if x is None:
     st.stop()
 
 tr = None
-with ui.guard("the samples"):
-    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, record="steps", latents="pooled")
+notice = compute.slow_notice(ck, n, n_sup)
+with ui.guard("the samples"), st.spinner(notice or "Sampling..."):
+    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=views.temperature(card, cfg),
+                       record="steps", latents="pooled")
 if tr is None:
     st.stop()
 R = len(tr.sup)
 names = [str(int(s)) for s in tr.sup]
-valid_rate = np.array([task.is_correct(x[None].expand(n, -1), tr.pred[k]).float().mean().item() for k in range(R)])
-distinct = np.array([len({tuple(r) for r in tr.pred[k].tolist()}) for k in range(R)])
-conf = tr.probs.float().max(-1).values.mean((1, 2)).numpy()
-
-step_key = ui.step_key("gen", R)
-
-
-@ui.play_fragment("gen")
-def grid():
-    i = ui.play_scrubber("gen", step_key, names, "Supervision step")
-    ok = task.is_correct(x[None].expand(n, -1), tr.pred[i]).tolist()
-    titles = [f"#{j} {'✓' if v else '✗'}" for j, v in enumerate(ok)]
-    left, right = st.columns([1.5, 1])
-    with left:
-        st.plotly_chart(figures.board_grid(task, [tr.pred[i, j].numpy() for j in range(n)], titles,
-                                           given=None if empty is not None else x.numpy(),
-                                           probs=[tr.probs[i, j].float().numpy() for j in range(n)], ncols=6,
-                                           height_per_row=150, title=f"{n} samples after {names[i]} supervision steps"),
-                        key="gen_grid", config={"displayModeBar": False})
-    with right:
-        fig = figures.step_lines(names, {"valid samples": valid_rate, "mean confidence": conf}, i,
-                                 "quality against depth", ytitle="share / probability",
-                                 colors={"valid samples": figures.LPRM, "mean confidence": figures.GRAM}, height=300)
-        fig.update_xaxes(title="supervision step")
-        st.plotly_chart(fig, key="gen_quality", config={"displayModeBar": False})
-        fig = figures.step_lines(names, {"distinct samples": distinct}, i, "diversity against depth",
-                                 yrange=(0, n + 0.5), colors={"distinct samples": figures.VOTE}, height=240)
-        fig.update_xaxes(title="supervision step")
-        st.plotly_chart(fig, key="gen_diversity", config={"displayModeBar": False})
-
-
-grid()
-with st.expander("Animation (plays in the browser)", expanded=False, icon=":material/movie:"):
-    k = min(n, 8)
-    st.plotly_chart(figures.animated_grid(task, tr.probs[:, :k].float().numpy(), names, ncols=4,
-                                          title=f"{k} samples refining over {R} supervision steps"),
-                    key="gen_anim", config={"displayModeBar": False})
+xs = x[None].expand(n, -1)
+ok = np.stack([task.is_correct(xs, tr.pred[k]).numpy() for k in range(R)])
+series = {"valid samples": ok.mean(1), "mean confidence": tr.probs.float().max(-1).values.mean((1, 2)).numpy(),
+          "distinct samples (share)": analysis.distinct_per_step(tr) / n}
+ui.stepping_chart(stepfig.generation(task, None if empty is not None else x.numpy(), tr.pred.numpy(),
+                                     tr.probs.float().numpy(), ok, series, names, ui.step_index("gen", R),
+                                     title=f"{n} samples refining over {R} supervision steps"), "gen_view")
+st.caption(f"Valid at the last step: {int(ok[-1].sum())} of {n}; distinct: {len(tr.pred[-1].unique(dim=0))} of {n}. "
+           "Press play: each frame is one supervision step, drawn in your browser.")

@@ -6,7 +6,7 @@ from collections import Counter
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import compute, figures, state, ui
+from app import compute, figures, state, stepfig, ui, views
 from gram import analysis
 from gram.tasks import get_task
 
@@ -19,17 +19,19 @@ ui.header("Trajectories diverge",
           "continuations from any step.")
 ck, model, cfg, card = ui.load_model(sel, task, "the trajectory view")
 
+MAX_DEPTH = views.PAGE["trajectories"]["max_depth"]
 c1, c2, c3, c4 = st.columns([2, 1.2, 1, 0.8])
 with c1:
-    x = ui.puzzle_picker(task, sel["seed"], "traj")
+    x = ui.puzzle_picker(task, sel["seed"], "traj", cfg.train.seed)
 with c2:
-    n = st.slider("Samples N", 1, compute.MAX_WIDTH, key=ui.state_key("traj", "n", 32, int,
+    n = st.slider("Samples N", 1, compute.MAX_WIDTH, key=ui.state_key("traj", "n", views.PAGE["trajectories"]["n"], int,
                                                                       valid=lambda v: 1 <= v <= compute.MAX_WIDTH),
                   help="The stochastic knob: more samples, more of the answer space explored.")
-    temp = ui.noise_scale("traj")
+    temp = ui.noise_scale("traj", views.temperature(card, cfg))
 with c3:
-    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("traj", "depth", max(cfg.train.n_sup, 8), int,
-                                                       valid=lambda v: 1 <= v <= 32))
+    n_sup = st.slider("Depth", 1, MAX_DEPTH, key=ui.state_key("traj", "depth", views.depth("trajectories", card, cfg), int,
+                                                              valid=lambda v: 1 <= v <= MAX_DEPTH),
+                      help="Opens at the depth the checkpoint's card was evaluated at (at most 32 here).")
 with c4:
     dims = st.radio("Projection", [2, 3], format_func=lambda d: f"{d}-D", key=ui.state_key(
         "traj", "dims", 2, int, valid=lambda v: v in (2, 3)))
@@ -37,7 +39,8 @@ if x is None:
     st.stop()
 
 tr = None
-with ui.guard("the rollout"):
+notice = compute.slow_notice(ck, n, n_sup)
+with ui.guard("the rollout"), st.spinner(notice or "Rolling out..."):
     tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp)
 if tr is None:
     st.stop()
@@ -56,12 +59,11 @@ m2.metric("valid answers", f"{n_valid}/{n}")
 m3.metric("distinct valid answers", distinct_valid if not known else f"{distinct_valid} of {len(known)}")
 m4.metric("variance shown by PC1+PC2", f"{100 * float(proj.explained[:2].sum()):.1f}%")
 
-step_key = ui.step_key("traj", R)
 pick_key = ui.state_key("traj", "pick", 0, int, valid=lambda v: 0 <= v < compute.MAX_WIDTH)
 if st.session_state[pick_key] >= n:
     st.session_state[pick_key] = 0
-# a click on a marker of the 2-D plot picks that trajectory
-ev = st.session_state.get("traj_pca")
+# a click on a trajectory's marker picks it (a server round trip, as it changes which board is drawn)
+ev = st.session_state.get("traj_view")
 try:
     pts = ev["selection"]["points"] if ev else []
 except (KeyError, TypeError):
@@ -74,33 +76,13 @@ if pts and "customdata" in pts[0]:
         j = int(cd[0] if isinstance(cd, (list, tuple)) else cd)
         if 0 <= j < n:
             st.session_state[pick_key] = j
-
-
-@ui.play_fragment("traj")
-def view():
-    i = ui.play_scrubber("traj", step_key, step_names, "Step (supervision step . transition)")
-    left, right = st.columns([1.6, 1])
-    with right:
-        j = st.number_input(f"Trajectory (0-{n - 1}; or click a marker)", 0, n - 1, key=pick_key)
-        state.set_url(pick_key, j)
-        pred = tr.pred[i, j]
-        ok = bool(task.is_correct(x[None], pred[None])[0])
-        st.markdown(f"Trajectory **{j}** (seed {tr.seeds[j]}) at step **{step_names[i]}** · ends on "
-                    f"<span class='gram-pill {'bad' if labels[j] == 'invalid' else 'info'}'>{labels[j]}</span>"
-                    f"<span class='gram-pill {'ok' if ok else 'bad'}'>{'valid now' if ok else 'not valid now'}</span>",
-                    unsafe_allow_html=True)
-        st.plotly_chart(figures.board(task, pred.numpy(), tr.probs[i, j].float().numpy(), x.numpy(), height=360),
-                        key="traj_board", config={"displayModeBar": False})
-    with left:
-        fig = figures.pca_figure(proj.coords, proj.explained, labels, i, dims=dims, selected=j, height=560)
-        if dims == 2:
-            st.plotly_chart(fig, key="traj_pca", on_select="rerun", selection_mode="points",
-                            config={"displayModeBar": False})
-        else:
-            st.plotly_chart(fig, key="traj_pca3", config={"displayModeBar": False})
-
-
-view()
+j = st.number_input(f"Trajectory shown on the board (0-{n - 1}; or click its marker)", 0, n - 1, key=pick_key)
+fig = stepfig.trajectories(task, x.numpy(), proj.coords, proj.explained, labels, tr.pred[:, j].numpy(),
+                           tr.probs[:, j].float().numpy(), j, step_names, ui.step_index("traj", R), dims=dims)
+if dims == 2:
+    st.plotly_chart(ui.prebuilt(fig), key="traj_view", on_select="rerun", selection_mode="points", config=ui.CHART)
+else:
+    ui.stepping_chart(fig, "traj_view3")
 
 rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(tr)
 s1, s2 = st.columns(2)
@@ -108,12 +90,12 @@ with s1:
     st.plotly_chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
                                        "how far apart the trajectories are", yrange=None,
                                        colors={"spread of h across samples": figures.GRAM}, height=260),
-                    key="traj_spread", config={"displayModeBar": False})
+                    key="traj_spread", config=ui.CHART)
 with s2:
     st.plotly_chart(figures.step_lines(step_names, {"distinct answers": distinct}, None,
                                        "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
                                        colors={"distinct answers": figures.VOTE}, height=260),
-                    key="traj_distinct", config={"displayModeBar": False})
+                    key="traj_distinct", config=ui.CHART)
 
 st.markdown("#### Branch from a step")
 st.caption("Replay one trajectory up to a supervision step, then let M fresh noise streams continue from there: "
@@ -127,16 +109,18 @@ with b2:
                    disabled=n_sup < 2)
 with b3:
     go_branch = st.button("Branch", icon=":material/call_split:", type="primary", disabled=n_sup < 2)
+branch_key = (ck.key, tuple(x.tolist()), sel["seed"], n_sup, temp, n)
 if go_branch:
     with ui.guard("the branches"), st.spinner("Rolling out continuations..."):
         j = int(st.session_state[pick_key])
         T = cfg.model.T
         btr, from_step = compute.branch(ck, x, seed=tr.seeds[j], at_record=at * T - 1, m=m, n_sup=n_sup,
                                         temperature=temp)
-        st.session_state["traj_branch"] = (j, from_step, btr)
+        st.session_state["traj_branch"] = (branch_key, (j, from_step, btr))
+# a branch result belongs to the view it was made in: another checkpoint, puzzle, seed, depth or noise hides it
 res = st.session_state.get("traj_branch")
-if res is not None and res[2].final is not None and res[2].final.shape[1] == x.shape[0]:
-    j, from_step, btr = res
+if res is not None and res[0] == branch_key:
+    j, from_step, btr = res[1]
     blabels, _ = compute.answer_labels(task, x, btr.final, known or None)
     # keep the names of the main run's answers where they coincide
     by_answer = {task.format_output(tr.final[k]): labels[k] for k in range(n)}
@@ -149,4 +133,4 @@ if res is not None and res[2].final is not None and res[2].final.shape[1] == x.s
     fig.update_yaxes(title="continuations")
     st.plotly_chart(figures.style(fig, f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
                                        f"(it ended on {labels[j]})", height=300, legend=False),
-                    key="traj_branch_fig", config={"displayModeBar": False})
+                    key="traj_branch_fig", config=ui.CHART)

@@ -161,9 +161,7 @@ class ARC(Task):
         test = rows([(n_train + k, list(t.test)) for k, t in enumerate(self.eval_tasks)])
         return train, test
 
-    def split(self, name: str, seed: int = 0) -> Split:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be train or test, got {name!r}")
+    def build_split(self, name: str, seed: int) -> Split:
         return self._all()[name == "test"]
 
     @lru_cache(maxsize=1)

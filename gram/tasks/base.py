@@ -7,11 +7,19 @@ counted against all answers, not just one.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from . import cache
+
 PAD = 0
+SPLIT_FIELDS = ("inputs", "targets", "owner", "puzzle")
+_SPLITS: dict[str, "Split"] = {}  # this process's splits by cache key: each read from disk once
+_SPLITS_MAX = 8
 
 
 @dataclass
@@ -56,9 +64,48 @@ class Task:
     unconditional: bool = False  # one blank input (empty_input); its samples are all different, so no vote
     model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
     train_defaults: dict = {}
+    data_version: int = 1  # bump when build_split's output changes: cached splits of older versions are rebuilt
+    cache_data: bool = True  # False where the data is read from the user's files (they may change under us)
+
+    def build_split(self, name: str, seed: int) -> Split:
+        """Make split `name` ('train' or 'test') from nothing; split() caches what this returns."""
+        raise NotImplementedError
 
     def split(self, name: str, seed: int = 0) -> Split:
-        raise NotImplementedError
+        """Split `name` of the data made with `seed`: built once per machine, then read from the disk cache
+        (gram.tasks.cache), keyed by the task's class, recipe, data_version, the split and the seed."""
+        if name not in ("train", "test"):
+            raise ValueError(f"split must be train or test, got {name!r}")
+        if not self.cache_data:
+            return self.build_split(name, seed)
+        key = self.split_key(name, seed)
+        if key in _SPLITS:
+            return _SPLITS[key]
+        path = self.split_path(name, seed)
+        stored = cache.read(path, key)
+        if stored is not None and {"inputs", "targets", "owner"} <= set(stored):
+            split = Split(**{k: stored[k].long() if k in stored else None for k in SPLIT_FIELDS})
+        else:
+            split = self.build_split(name, seed)
+            cache.write(path, key, {k: cache.narrow(getattr(split, k)) for k in SPLIT_FIELDS
+                                    if getattr(split, k) is not None})
+        if len(_SPLITS) >= _SPLITS_MAX:
+            _SPLITS.pop(next(iter(_SPLITS)))
+        _SPLITS[key] = split
+        return split
+
+    def split_key(self, name: str, seed: int) -> str:
+        return json.dumps({"class": type(self).__name__, "recipe": self.recipe(seed), "split": name, "seed": seed,
+                           "version": self.data_version}, sort_keys=True, default=str)
+
+    def split_path(self, name: str, seed: int) -> Path:
+        digest = hashlib.sha256(self.split_key(name, seed).encode()).hexdigest()[:16]
+        return cache.cache_root() / "data" / f"{self.name}-{name}-{seed}-{digest}.safetensors"
+
+    def split_ready(self, name: str, seed: int = 0) -> bool:
+        """Whether split() would read rather than build (the file is there; its contents are checked on read)."""
+        return (not self.cache_data or self.split_key(name, seed) in _SPLITS
+                or self.split_path(name, seed).is_file())
 
     def recipe(self, seed: int = 0) -> dict:
         """How the data was made, for checkpoint cards."""

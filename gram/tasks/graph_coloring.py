@@ -101,9 +101,7 @@ class GraphColoring(Task):
         test = torch.arange(self.n_test)  # graphs arrive in random order already: the first ones are the test set
         return every.subset(torch.arange(self.n_test, need)), every.subset(test)
 
-    def split(self, name: str, seed: int = 0) -> Split:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be train or test, got {name!r}")
+    def build_split(self, name: str, seed: int) -> Split:
         return self._all(seed)[name == "test"]
 
     # --- validity ---------------------------------------------------------------------------------

@@ -115,9 +115,11 @@ class MNIST(Task):
         one = lambda pixels: Split(self.empty_input()[None], pixels + OFF, torch.zeros(len(pixels), dtype=torch.long))
         return one(train), one(test)
 
-    def split(self, name: str, seed: int = 0) -> Split:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be train or test, got {name!r}")
+    @property
+    def cache_data(self) -> bool:
+        return not self.idx_dir
+
+    def build_split(self, name: str, seed: int) -> Split:
         return self._all()[name == "test"]
 
     def empty_input(self) -> torch.Tensor:

@@ -252,9 +252,11 @@ class Sudoku(Task):
                 solutions.append(s)
         return torch.tensor(puzzles) + 1, torch.tensor(solutions) + 1
 
-    def split(self, name: str, seed: int = 0) -> Split:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be train or test, got {name!r}")
+    @property
+    def cache_data(self) -> bool:
+        return not self.csv_dir
+
+    def build_split(self, name: str, seed: int) -> Split:
         return self._test(seed) if name == "test" else self._all(seed)[0]
 
     def _test(self, seed: int) -> Split:

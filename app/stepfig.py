@@ -1,0 +1,355 @@
+"""Figures that step in the browser: every record point of one Trace is an animation frame, with the
+figure's own step slider and play button, so moving through the recursion sends nothing to the server.
+
+All panels of a view live in one figure (subplots), so they step together: a frame updates the traces it
+names (boards, markers, heat maps) and the panel titles. Figures are built as plain dicts, not validated
+graph objects: a view of 48 steps has hundreds of traces, and validation would cost more than the rollout.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app import figures
+from app.figures import FONT, INK, MUTED, PROB_SCALE, grid_shape
+
+# Plotly.js knows only a few colour scales by name (the Python names are expanded by validation, which these
+# dict figures skip): every scale here is explicit
+ORANGES = [[0, "#fff7ed"], [0.5, "#fdba74"], [1, "#c2410c"]]
+PURPLES = [[0, "#faf5ff"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
+PALE = [[0, "#ffffff"], [1, "#ddd6fe"]]  # Sudoku confidence: light enough for the digits on top
+LATENT = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]]
+GREYS = [[0, "#ffffff"], [1, "#000000"]]
+MAX_FRAMES = 64  # steps carried by a figure: longer traces keep every k-th step and the last
+LATENT_DIMS = 24  # latent dimensions shown in h heat maps: those that vary most over the run
+
+
+def frame_steps(R: int, limit: int = MAX_FRAMES) -> list[int]:
+    """Record points a figure carries: all of them, or every k-th one and the last."""
+    if R <= limit:
+        return list(range(R))
+    k = math.ceil(R / limit)
+    out = list(range(0, R, k))
+    return out if out[-1] == R - 1 else out + [R - 1]
+
+
+def _r(a, nd: int = 3):
+    """Rounded plain lists: a frame of JSON numbers, not 17-digit floats."""
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+
+# --- boards as trace dicts, a fixed number per task kind so that frames can replace them ---------------
+def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y") -> list[dict]:
+    """One board as trace dicts on axes (xa, ya): always the same number of traces for a task."""
+    pred = np.asarray(pred)
+    S = len(pred)
+    rows, cols = grid_shape(task, S)
+    kind = figures._kind(task)
+    ax = {"xaxis": xa, "yaxis": ya}
+    if kind == "queens":
+        pq = np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None else (pred == 2).astype(np.float32)
+        z = pq.reshape(rows, cols)
+        checker = (np.add.outer(np.arange(rows), np.arange(cols)) % 2) * 0.04
+        g = set(np.nonzero(np.asarray(given) == 2)[0].tolist()) if given is not None else set()
+        q = np.nonzero(pred == 2)[0].tolist()
+        new, old = [i for i in q if i not in g], sorted(g)
+        glyphs = lambda cells, color: {"type": "scatter", "mode": "text", "x": [i % cols for i in cells],
+                                       "y": [i // cols for i in cells], "text": ["\u265b"] * len(cells),
+                                       "textfont": {"size": 20, "color": color}, "hoverinfo": "skip",
+                                       "showlegend": False, **ax}
+        return [{"type": "heatmap", "z": _r(z + checker * (z < 0.05)), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
+                 "showscale": False, "customdata": _r(z, 2), "xgap": 1.5, "ygap": 1.5,
+                 "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
+                glyphs(new, "#111827"), glyphs(old, "#b45309")]
+    if kind == "image":
+        z = (np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None and np.asarray(probs).shape[-1] >= 3
+             else (pred == pred.max()).astype(np.float32))
+        return [{"type": "heatmap", "z": _r(z.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": GREYS,
+                 "showscale": False, "hoverinfo": "skip", **ax}]
+    conf = np.asarray(probs, dtype=np.float32).max(-1) if probs is not None else np.ones(S, np.float32)
+    sudoku = kind == "sudoku"
+    text = [(str(int(t) - 1) if int(t) > 1 else "") if sudoku else str(int(t)) for t in pred]
+    gv = np.asarray(given) if given is not None else np.zeros(S)
+    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1,
+             "colorscale": PALE if sudoku else PROB_SCALE,
+             "showscale": False, "xgap": 1, "ygap": 1, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+            {"type": "scatter", "mode": "text", "x": [i % cols for i in range(S)], "y": [i // cols for i in range(S)],
+             "text": text, "hoverinfo": "skip", "showlegend": False,
+             "textfont": {"size": 13, "color": ["#c2410c" if gv[i] > 1 else INK for i in range(S)]}, **ax}]
+
+
+def cell_map(values, shape: tuple[int, int], xa: str, ya: str, scale, zrange: tuple[float, float], what: str) -> dict:
+    """A per-position quantity drawn on the board's (or the image's patch) grid, on a colour range fixed for
+    the whole run (so a colour means the same at every step)."""
+    return {"type": "heatmap", "z": _r(np.asarray(values, dtype=np.float32).reshape(shape)), "zmin": zrange[0],
+            "zmax": zrange[1],
+            "colorscale": scale, "showscale": False, "xgap": 1, "ygap": 1, "xaxis": xa, "yaxis": ya,
+            "hovertemplate": f"position %{{y}},%{{x}}: {what} %{{z:.3f}}<extra></extra>"}
+
+
+def position_shape(task, L: int) -> tuple[int, int]:
+    """The grid the model's L latent positions lie on: the board's cells, or the image's patches."""
+    if L == task.seq_len:
+        return grid_shape(task, L)
+    r = int(math.isqrt(L))
+    return (r, r) if r * r == L else (1, L)
+
+
+# --- layout helpers ------------------------------------------------------------------------------------
+def _axis(domain, anchor: str, board: bool = False, rows: int = 0, cols: int = 0, **kw) -> dict:
+    a = {"domain": list(domain), "anchor": anchor, "showgrid": False, "zeroline": False, **kw}
+    if board:
+        a.update(showticklabels=False, range=[-0.5, cols - 0.5] if cols else None, constrain="domain")
+    return a
+
+
+def _board_axes(layout: dict, k: int, xdom, ydom, rows: int, cols: int) -> tuple[str, str]:
+    """Axes x{k}/y{k} for a board in the given domains, square cells, row 0 on top."""
+    xs, ys = ("" if k == 1 else str(k)), ("" if k == 1 else str(k))
+    layout[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": f"y{ys}", "showgrid": False, "zeroline": False,
+                            "showticklabels": False, "range": [-0.5, cols - 0.5], "constrain": "domain"}
+    layout[f"yaxis{ys}"] = {"domain": list(ydom), "anchor": f"x{xs}", "showgrid": False, "zeroline": False,
+                            "showticklabels": False, "range": [rows - 0.5, -0.5], "scaleanchor": f"x{xs}",
+                            "constrain": "domain"}
+    return f"x{xs}", f"y{ys}"
+
+
+def _title(text: str, xdom, ytop: float) -> dict:
+    return {"text": text, "x": (xdom[0] + xdom[1]) / 2, "y": ytop, "xref": "paper", "yref": "paper",
+            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 13, "color": INK}}
+
+
+def player(labels: list[str], steps: list[int], active: int, prefix: str = "step ", duration: int = 450) -> dict:
+    """Layout entries for a play/pause button and a slider over the frames of `steps` (named by labels),
+    starting at step `active` (or the nearest carried one before it)."""
+    start = max([k for k, i in enumerate(steps) if i <= active] or [0])
+    step = lambda name: {"method": "animate", "label": name,
+                         "args": [[name], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                           "transition": {"duration": 0}}]}
+    return {
+        "updatemenus": [{"type": "buttons", "showactive": False, "x": 0, "y": -0.06, "xanchor": "left", "yanchor": "top",
+                         "direction": "left", "pad": {"t": 28, "r": 8},
+                         "buttons": [{"label": "\u25b6 play", "method": "animate",
+                                      "args": [None, {"frame": {"duration": duration, "redraw": True},
+                                                      "fromcurrent": True, "transition": {"duration": 0}}]},
+                                     {"label": "\u275a\u275a pause", "method": "animate",
+                                      "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
+        "sliders": [{"active": start, "x": 0.14, "len": 0.86, "y": -0.06, "yanchor": "top", "pad": {"t": 20},
+                     "currentvalue": {"prefix": prefix, "font": {"size": 14, "color": INK}},
+                     "steps": [step(labels[i]) for i in steps]}],
+    }
+
+
+def _base_layout(height: int, title: str | None = None) -> dict:
+    return {"template": "plotly_white", "height": height, "font": {"family": FONT, "size": 13, "color": INK},
+            "margin": {"l": 10, "r": 10, "t": 60 if title else 34, "b": 120}, "showlegend": False,
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+            **({"title": {"text": title, "x": 0.01, "font": {"size": 16}}} if title else {})}
+
+
+def _frames(steps, labels, data_of, traces: list[int], annotations_of=None) -> list[dict]:
+    out = []
+    for i in steps:
+        f = {"name": labels[i], "data": data_of(i), "traces": traces}
+        if annotations_of is not None:
+            f["layout"] = {"annotations": annotations_of(i)}
+        out.append(f)
+    return out
+
+
+# --- Recursion: one trajectory, its partner, where h changes, where the prior explores, the heads ----------
+def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, titles: dict) -> dict:
+    """rec holds per record point (R, ...): pred, probs, dh (|change of h| per position), sigma (the prior's
+    scale per position, or None), h (positions x LATENT_DIMS), value, halt; and the partner's pred/probs/halt
+    aligned to the same steps (or None). titles: panel name -> function of the step index -> text."""
+    R = len(labels)
+    steps = frame_steps(R)
+    S = len(x)
+    L = rec["dh"].shape[1]
+    rows, cols = grid_shape(task, S)
+    prow, pcol = position_shape(task, L)
+    layout = _base_layout(700)
+    top, mid = (0.50, 1.0), (0.0, 0.40)
+    panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
+    axes = [_board_axes(layout, k + 1, panels[k], top, *(rows, cols) if k < 2 else (prow, pcol)) for k in range(4)]
+    layout["xaxis5"] = _axis((0.0, 0.46), "y5", title={"text": "latent dimension (the most varying)"},
+                             showticklabels=False)
+    layout["yaxis5"] = _axis(mid, "x5", title={"text": "position"}, autorange="reversed", showticklabels=False)
+    layout["xaxis6"] = _axis((0.56, 1.0), "y6", title={"text": "step (supervision.transition)"},
+                             tickvals=list(range(0, R, max(1, R // 8))), ticktext=labels[:: max(1, R // 8)])
+    layout["yaxis6"] = _axis(mid, "x6", range=[0, 1.02], title={"text": "probability"})
+    partner = rec.get("p_pred") is not None
+    sigma = rec.get("sigma")
+    dh_range = (0.0, float(np.percentile(rec["dh"], 99)) or 1.0)
+    # sigma_p varies little around its mean: its own range over the run shows where it is larger
+    s_range = (float(np.percentile(sigma, 1)), float(np.percentile(sigma, 99)) + 1e-6) if sigma is not None else (0, 1)
+    h_max = float(np.percentile(np.abs(rec["h"]), 99)) or 1.0
+
+    def dynamic(i: int) -> list[dict]:
+        out = board_traces(task, rec["pred"][i], rec["probs"][i], x, *axes[0])
+        out += (board_traces(task, rec["p_pred"][i], rec["p_probs"][i], x, *axes[1]) if partner
+                else board_traces(task, x, None, x, *axes[1]))
+        out.append(cell_map(rec["dh"][i], (prow, pcol), *axes[2], ORANGES, dh_range, "|Δh|"))
+        out.append(cell_map(sigma[i] if sigma is not None else np.zeros(L), (prow, pcol), *axes[3], PURPLES,
+                            s_range, "σ_p"))
+        out.append({"type": "heatmap", "z": _r(rec["h"][i], 2), "zmin": -h_max, "zmax": h_max,
+                    "colorscale": LATENT, "showscale": False, "xaxis": "x5", "yaxis": "y5",
+                    "hovertemplate": "position %{y}, dim %{x}: %{z:.2f}<extra></extra>"})
+        out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": "x6", "yaxis": "y6",
+                    "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip"})
+        return out
+
+    first = dynamic(active)
+    n_dyn = len(first)
+    xs = list(range(R))
+    static = [{"type": "scatter", "x": xs, "y": _r(rec["value"]), "name": "LPRM value", "mode": "lines+markers",
+               "line": {"color": figures.LPRM, "width": 3}, "marker": {"size": 4}, "xaxis": "x6", "yaxis": "y6",
+               "customdata": labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>LPRM value</extra>"},
+              {"type": "scatter", "x": xs, "y": _r(rec["halt"]), "name": "P(halt)", "mode": "lines+markers",
+               "line": {"color": figures.GRAM, "width": 3}, "marker": {"size": 4}, "xaxis": "x6", "yaxis": "y6",
+               "customdata": labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>P(halt)</extra>"}]
+    if partner:
+        static.append({"type": "scatter", "x": xs, "y": _r(rec["p_halt"]), "name": "P(halt), partner",
+                       "mode": "lines", "line": {"color": figures.DET, "width": 2}, "xaxis": "x6", "yaxis": "y6",
+                       "customdata": labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>partner P(halt)</extra>"})
+    layout["showlegend"] = True
+    layout["legend"] = {"orientation": "h", "x": 0.56, "y": 0.43, "xanchor": "left", "yanchor": "bottom"}
+    for t in first:
+        t["showlegend"] = False
+    layout["shapes"] = [{"type": "line", "xref": "x6", "yref": "y6", "x0": 0, "x1": R - 1, "y0": rec["halt_at"],
+                         "y1": rec["halt_at"], "line": {"color": MUTED, "width": 1, "dash": "dash"}}]
+    if rec.get("act_stop") is not None:
+        layout["shapes"].append({"type": "line", "xref": "x6", "yref": "y6", "x0": rec["act_stop"], "x1": rec["act_stop"],
+                                 "y0": 0, "y1": 1.02, "line": {"color": figures.GRAM, "width": 1, "dash": "dash"}})
+
+    def annotations(i: int) -> list[dict]:
+        return [_title(titles["board"](i), panels[0], 1.0), _title(titles["partner"](i), panels[1], 1.0),
+                _title(titles["dh"](i), panels[2], 1.0), _title(titles["sigma"](i), panels[3], 1.0),
+                _title("high-level latent h", (0.0, 0.46), 0.41), _title("value and halting heads", (0.56, 1.0), 0.47)]
+
+    layout["annotations"] = annotations(active)
+    layout.update(player(labels, steps, active))
+    return {"data": first + static, "layout": layout,
+            "frames": _frames(steps, labels, dynamic, list(range(n_dyn)), annotations)}
+
+
+# --- Trajectories: N trajectories in PCA, the picked one's board --------------------------------------
+def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray, answer_labels: list[str],
+                 pred: np.ndarray, probs: np.ndarray, pick: int, labels: list[str], active: int, dims: int = 2) -> dict:
+    """coords (R, N, k) on fixed PCA axes; pred (R, S) and probs (R, S, V) of the picked trajectory."""
+    R, N, _ = coords.shape
+    steps = frame_steps(R)
+    rows, cols = grid_shape(task, len(x))
+    layout = _base_layout(600)
+    data = []
+    colors = [figures.label_color(a) for a in answer_labels]
+    shown = set()
+    order = sorted(range(N), key=lambda j: (answer_labels[j] != "invalid", j))
+    three = dims == 3
+    for j in order:
+        lab = answer_labels[j]
+        t = {"type": "scatter3d" if three else "scatter", "mode": "lines", "name": lab, "legendgroup": lab,
+             "showlegend": lab not in shown, "opacity": 1.0 if j == pick else 0.5,
+             "line": {"color": colors[j], "width": 5 if j == pick else 1.6},
+             "x": _r(coords[:, j, 0]), "y": _r(coords[:, j, 1]),
+             "hovertemplate": f"trajectory {j}: {lab}<extra></extra>"}
+        if three:
+            t["z"] = _r(coords[:, j, 2])
+            t["scene"] = "scene"
+        else:
+            t.update(xaxis="x", yaxis="y")
+        shown.add(lab)
+        data.append(t)
+    if three:
+        layout["scene"] = {"domain": {"x": [0.0, 0.6], "y": [0.0, 1.0]}, "aspectmode": "cube",
+                           "xaxis": {"title": {"text": f"PC1 ({100 * explained[0]:.1f}%)"}},
+                           "yaxis": {"title": {"text": f"PC2 ({100 * explained[1]:.1f}%)"}},
+                           "zaxis": {"title": {"text": f"PC3 ({100 * explained[2]:.1f}%)"}}}
+    else:
+        pad = lambda a: [float(a.min()) - 0.05 * float(np.ptp(a) or 1), float(a.max()) + 0.05 * float(np.ptp(a) or 1)]
+        layout["xaxis"] = _axis((0.0, 0.6), "y", title={"text": f"PC1 ({100 * explained[0]:.1f}% of variance)"},
+                                range=pad(coords[..., 0]))
+        layout["yaxis"] = _axis((0.0, 0.92), "x", title={"text": f"PC2 ({100 * explained[1]:.1f}% of variance)"},
+                                range=pad(coords[..., 1]))
+    bx, by = _board_axes(layout, 2, (0.66, 1.0), (0.1, 0.85), rows, cols)
+    n_static = len(data)
+
+    def dynamic(i: int) -> list[dict]:
+        size = [14 if j == pick else 8 for j in range(N)] if not three else [8 if j == pick else 4 for j in range(N)]
+        m = {"type": "scatter3d" if three else "scatter", "mode": "markers", "x": _r(coords[i, :, 0]),
+             "y": _r(coords[i, :, 1]), "customdata": list(range(N)), "name": "now", "showlegend": False,
+             "marker": {"size": size, "color": colors, "line": {"color": INK, "width": 1.5}},
+             "hovertemplate": "trajectory %{customdata}<extra></extra>"}
+        if three:
+            m["z"] = _r(coords[i, :, 2])
+            m["scene"] = "scene"
+        else:
+            m.update(xaxis="x", yaxis="y")
+        return [m] + board_traces(task, pred[i], probs[i], x, bx, by)
+
+    first = dynamic(active)
+    layout["showlegend"] = True
+    layout["legend"] = {"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}
+    layout["annotations"] = [_title(f"trajectory {pick} (ends on {answer_labels[pick]})", (0.66, 1.0), 0.87)]
+    layout.update(player(labels, steps, active))
+    return {"data": data + first, "layout": layout,
+            "frames": _frames(steps, labels, dynamic, list(range(n_static, n_static + len(first))))}
+
+
+# --- Generation: N samples refining, quality against depth ----------------------------------------------
+def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarray, ok: np.ndarray,
+               series: dict[str, np.ndarray], labels: list[str], active: int, ncols: int = 6,
+               title: str = "") -> dict:
+    """pred (R, N, S), probs (R, N, S, V), ok (R, N) validity; series: name -> (R,) curves drawn under the grid
+    with a marker at the shown step."""
+    R, N, S = pred.shape
+    steps = frame_steps(R)
+    rows, cols = grid_shape(task, S)
+    ncols = min(ncols, N)
+    nrows = math.ceil(N / ncols)
+    height = nrows * 150 + 330
+    layout = _base_layout(height, title)
+    grid_bottom = 250 / height
+    gap = 0.02
+    w = (1 - gap * (ncols - 1)) / ncols
+    hrow = (1 - grid_bottom - 0.02) / nrows
+    axes, cells = [], []
+    for j in range(N):
+        r, c = divmod(j, ncols)
+        xd = (c * (w + gap), c * (w + gap) + w)
+        yd = (1 - (r + 1) * hrow + 0.03, 1 - r * hrow - 0.01)
+        axes.append(_board_axes(layout, j + 1, xd, yd, rows, cols))
+        cells.append((xd, yd[1]))
+    k = N + 1
+    layout[f"xaxis{k}"] = _axis((0.0, 1.0), f"y{k}", title={"text": "supervision step"},
+                                tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
+    layout[f"yaxis{k}"] = _axis((0.0, grid_bottom - 0.08), f"x{k}", range=[0, 1.02],
+                                title={"text": "share / probability"})
+    xs = list(range(R))
+    palette = [figures.LPRM, figures.GRAM, figures.VOTE, figures.DET]
+    static = [{"type": "scatter", "x": xs, "y": _r(y), "name": name, "mode": "lines", "xaxis": f"x{k}",
+               "yaxis": f"y{k}", "line": {"color": palette[q % 4], "width": 3}, "customdata": labels,
+               "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"}
+              for q, (name, y) in enumerate(series.items())]
+
+    def dynamic(i: int) -> list[dict]:
+        out = []
+        for j in range(N):
+            out += board_traces(task, pred[i, j], probs[i, j], given, *axes[j])
+        out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": f"x{k}",
+                    "yaxis": f"y{k}", "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip",
+                    "showlegend": False})
+        return out
+
+    def annotations(i: int) -> list[dict]:
+        return [{**_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1]),
+                 "font": {"size": 11, "color": MUTED}} for j in range(N)]
+
+    first = dynamic(active)
+    layout["showlegend"] = True
+    layout["legend"] = {"orientation": "h", "x": 0, "y": grid_bottom - 0.06, "xanchor": "left", "yanchor": "bottom"}
+    layout["annotations"] = annotations(active)
+    layout.update(player(labels, steps, active, prefix="after step "))
+    return {"data": first + static, "layout": layout,
+            "frames": _frames(steps, labels, dynamic, list(range(len(first))), annotations)}
