@@ -53,9 +53,10 @@ def free_port() -> int:
 class Server:
     """`streamlit run app/main.py` on a free localhost port; a context manager that always stops it."""
 
-    def __init__(self, env: dict | None = None, port: int | None = None):
+    def __init__(self, env: dict | None = None, port: int | None = None, main: str = MAIN):
         self.port = port or free_port()
         self.env = env or {}
+        self.main = main
         self.proc = None
         self.started = None
 
@@ -70,11 +71,14 @@ class Server:
         import time
 
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "streamlit", "run", MAIN, "--server.port", str(self.port),
+        cmd = [sys.executable, "-m", "streamlit", "run", self.main, "--server.port", str(self.port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(Path(MAIN).parent.parent), stdout=subprocess.PIPE,
+        import tempfile
+
+        self.log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: an unread pipe fills and stalls the server
+        self.proc = subprocess.Popen(cmd, env=env, cwd=str(Path(MAIN).parent.parent), stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
         return self
 
@@ -85,7 +89,8 @@ class Server:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.proc.stdout.read()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"streamlit exited: {self.log.read()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/_stcore/health", timeout=1) as r:
                     if r.status == 200:

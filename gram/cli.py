@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -40,34 +41,50 @@ def probability(text: str) -> float:  # an argparse type, also for `gram scale`
 
 
 # --- train ------------------------------------------------------------------------------------
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+STOP = {"signal": None}  # set by SIGINT/SIGTERM: training ends after the step in progress, saves, and exits
+
+
+def _stop(signum, frame):
+    STOP["signal"] = signum
+
+
+RUN_FILES = ("model.safetensors", "config.json", "card.json", "resume.safetensors", "resume.json")
 
 
 def cmd_train(args) -> None:
     from tqdm import tqdm
 
-    # Ctrl-C, `kill` and a job started in the background (where SIGINT arrives ignored) all end in the
-    # KeyboardInterrupt handler below, which saves: an interrupted run loses nothing.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-
+    from .checkpoint import RunLock, recover
     from .train import Trainer, default_config
 
+    if not str(args.out).strip():
+        raise ValueError("--out must name a directory")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a directory")
+    lock = RunLock(out).acquire()  # held until exit: a second trainer on this run is refused
+    recover(out)
+    existing = [n for n in RUN_FILES if (out / n).exists()]
     if args.resume:
+        if args.config or args.task or args.set:
+            raise ValueError("--resume continues the run as it was saved; --config, --task and --set would be "
+                             "ignored, so they are refused (only --steps may extend it)")
         if not (out / "resume.json").is_file():
             raise CheckpointError(f"{out}: nothing to resume (no resume.json)")
         tr = Trainer.resume(out)
         if args.steps:
             tr.cfg.train.steps = args.steps
     else:
+        if existing and not args.overwrite:
+            raise ValueError(f"--out {out} already holds a run ({', '.join(existing)}): pass --resume to continue "
+                             "it, --overwrite to replace it, or another --out")
         cfg = Config.load(args.config) if args.config else default_config(args.task)
         if args.config and args.task:
             cfg.train.task = args.task
         cfg = cfg.override(args.set or [])
         if args.steps:
             cfg.train.steps = args.steps
+        _check_writable(out)
         tr = Trainer(cfg, out=out)
     t = tr.cfg.train
     bar = tqdm(total=t.steps, initial=tr.step, desc=f"train {t.task} ({tr.cfg.model.mode})", file=sys.stderr,
@@ -88,17 +105,38 @@ def cmd_train(args) -> None:
         bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
 
     try:
-        tr.fit(callback=report, warn=lambda msg: tqdm.write(msg, file=sys.stderr),
+        tr.fit(callback=report, warn=lambda msg: tqdm.write(msg, file=sys.stderr), should_stop=lambda: STOP["signal"] is not None,
                max_seconds=None if args.minutes is None else 60 * args.minutes)
-    except KeyboardInterrupt:
-        tr.save()
+    except OSError as e:  # a full or read-only disk: the last complete save is still there
+        raise OSError(e.errno, f"could not save the run in {out} ({e.strerror}); the last complete save there is "
+                               f"kept (step {_saved_step(out)})") from None
+    finally:
         bar.close()
+        lock.release()
+    if STOP["signal"] is not None:
         print(f"interrupted at step {tr.step}; saved. Continue with: python -m gram train --out {out} --resume",
               file=sys.stderr)
         sys.exit(130)
-    bar.close()
     if tr.world.main:
         _json_line({"checkpoint": str(out), **tr.card()})
+
+
+def _check_writable(out: Path) -> None:
+    """Find an unwritable place before training, not at the first save."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.probe-{os.getpid()}"
+        probe.write_bytes(b"\0" * 65536)
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the run in {out.parent} ({e.strerror})") from None
+
+
+def _saved_step(out: Path):
+    try:
+        return json.loads((out / "resume.json").read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "none"
 
 
 # --- eval -------------------------------------------------------------------------------------
@@ -168,7 +206,19 @@ def cmd_sample(args) -> None:
 
 # --- data -------------------------------------------------------------------------------------
 def cmd_data(args) -> None:
-    task = get_task(args.task)
+    if args.build:  # make (or check) the cached splits, one JSON line each
+        for name in args.task or task_names():
+            task = get_task(name)
+            for which in ("train", "test"):
+                t0 = time.perf_counter()
+                ready = task.split_ready(which, args.seed)
+                n = len(task.split(which, args.seed))
+                _json_line({"task": name, "split": which, "seed": args.seed, "inputs": n, "cached": ready,
+                            "seconds": round(time.perf_counter() - t0, 2)})
+        return
+    if not args.task or len(args.task) != 1:
+        raise ValueError("name one --task to print (or pass --build)")
+    task = get_task(args.task[0])
     split = task.split(args.split, args.seed)
     for x in split.inputs:
         print(task.format_input(x))
@@ -188,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the card records the steps reached, which reproduce the run")
     t.add_argument("--out", required=True, help="checkpoint directory")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (default: refuse)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="metrics of a checkpoint on its held-out test split")
@@ -218,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=_positive_or_zero, help="scale of the prior's noise (default: the card's)")
     s.set_defaults(func=cmd_sample)
 
-    d = sub.add_parser("data", help="print a split's inputs, one per line, in the task's text format")
-    d.add_argument("--task", choices=task_names(), required=True)
+    d = sub.add_parser("data", help="print a split's inputs, one per line, in the task's text format; or --build "
+                                    "the disk cache of every split (gram.tasks.cache)")
+    d.add_argument("--task", choices=task_names(), action="append", help="a task (with --build: repeat; default all)")
+    d.add_argument("--build", action="store_true", help="build (or check) the cached train and test splits")
     d.add_argument("--split", choices=("train", "test"), default="test")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
@@ -233,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # a signal sets a flag from the very start: training stops between steps and saves; anything else that is
+    # interrupted ends with one line, never a traceback
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     args = build_parser().parse_args(argv)
     if args.command == "train" and not args.resume and not args.task and not args.config:
         args.task = "nqueens8"
@@ -241,8 +298,24 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
             sys.exit(2)
+    if args.command != "train":  # only training has a step boundary to stop at; elsewhere a signal ends the command
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.func(args)
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, CheckpointError, OSError) as e:
+        print(f"error: {_short(str(e))}", file=sys.stderr)
         sys.exit(2)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _short(msg: str, limit: int = 500) -> str:
+    """One line of bounded length: an error may quote a 100 MB input line."""
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= limit else msg[:limit] + f"... ({len(msg) - limit} more characters)"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,16 @@ class ModelConfig:
     def n_positions(self) -> int:
         """L, the latent positions: one per token, or one per patch for codec=patch."""
         return (self.image_side // self.patch) ** 2 if self.codec == "patch" else self.seq_len
+
+    def parameter_bound(self) -> int:
+        """An upper bound of GRAM's parameter count from the sizes alone (generous: several times the true
+        count), so that a loader can refuse an absurd config before building it. The exact check, the
+        weights' shapes against the built model, comes after."""
+        D, L = self.D, self.n_positions
+        block = 4 * D * D + 3 * D * max(1, int(self.mlp_ratio * D)) + L * L + 8 * D  # mixer, SwiGLU, norms
+        stacks = 4 * max(1, self.n_layers) * block  # f_L, f_H, prior, posterior
+        tokens = (max(1, self.vocab) * max(1, self.patch) ** 2 * 3 + L + self.n_puzzles + 16) * D
+        return 4 * (stacks + tokens + 16 * D * D)
 
 
 @dataclass
@@ -128,7 +139,33 @@ class Config:
         return Config.from_dict(d)
 
     def validate(self) -> "Config":
+        """The one check every config passes, from --config, --set, a checkpoint or an upload: types, then
+        ranges. Raises ValueError naming the field."""
         m, t = self.model, self.train
+        check_types(self)
+        for section in (m, t):
+            for f in dataclasses.fields(section):
+                v = getattr(section, f.name)
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ValueError(f"{f.name} must be a finite number, got {v}")
+        for name in ("D", "n_heads"):
+            if getattr(m, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(m, name)}")
+        if not 0 < t.ema < 1:
+            raise ValueError(f"ema must be in (0, 1), got {t.ema}")
+        if not 0 <= t.kl_balance <= 1:
+            raise ValueError(f"kl_balance must be in [0, 1], got {t.kl_balance}")
+        for name in ("beta", "warmup", "weight_decay"):
+            if getattr(t, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(t, name)}")
+        for name in ("lr", "clip"):
+            if not getattr(t, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(t, name)}")
+        for name in ("eval_every", "ckpt_every", "eval_samples"):
+            if getattr(t, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(t, name)}")
+        if not 0 <= t.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {t.seed}")
         if m.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {m.mode!r}")
         if m.posterior_input not in POSTERIOR_INPUTS:
@@ -158,6 +195,21 @@ class Config:
         if t.prior_ce < 0 or (t.prior_ce > 0 and t.prior_frac == 0):
             raise ValueError("prior_ce must be >= 0, and needs prior_frac > 0 (the rows it trains on)")
         return self
+
+
+def check_types(cfg: Config) -> None:
+    """JSON can hold a string or a float where the config wants an int: refuse it before it reaches a layer.
+    Each field must have the type of its default (an int is fine for a float; None defaults are not checked)."""
+    for section in (cfg.model, cfg.train):
+        defaults = type(section)()
+        for f in dataclasses.fields(section):
+            default, got = getattr(defaults, f.name), getattr(section, f.name)
+            if default is None:
+                continue
+            want = (int, float) if type(default) is float else (list, tuple) if isinstance(default, (list, tuple)) \
+                else type(default)
+            if not isinstance(got, want) or (isinstance(got, bool) and not isinstance(default, bool)):
+                raise ValueError(f"{f.name} must be {type(default).__name__}, got {got!r}")
 
 
 def _build(cls, d: dict):

@@ -39,8 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.profiler import record_function
 
 from . import distributed
-from .checkpoint import (CheckpointError, check_state, read_json, read_tensors, save_checkpoint, warm_start, write_json,
-                         write_tensors)
+from .checkpoint import CheckpointError, check_state, read_json, read_tensors, recover, save_checkpoint, warm_start
 from .config import Config
 from .heads import fit_heads
 from .model import GRAM, balanced_kl, count_parameters, gaussian_kl
@@ -330,7 +329,11 @@ class Trainer:
         steps = t.steps if steps is None else steps
         start_wall, spent = self.wall, 0.0
         pending: list[dict] = []
-        while self.step < steps and not (should_stop and should_stop()):
+        stopped = False
+        while self.step < steps:
+            if should_stop and should_stop():
+                stopped = True
+                break
             if max_seconds is not None and spent >= max_seconds:
                 break
             t0 = time.perf_counter()
@@ -351,7 +354,7 @@ class Trainer:
         if self.world.main and self.history and "prior_accuracy" not in self.history[-1]:
             self._eval_and_log(callback, warn)
         if self.out:
-            self.save(final=True)
+            self.save(final=not stopped)  # stopped from outside: a plain save, to be resumed (heads refit at the end)
         return self.history
 
     def _report(self, pending: list[dict], callback) -> None:
@@ -407,7 +410,6 @@ class Trainer:
             model = copy.deepcopy(self.ema)
             card["heads"] = fit_heads(model, self.task, self.train_split, t.head_steps, seed=t.seed, dtype=t.dtype,
                                      inputs=t.head_inputs)
-        save_checkpoint(d, model, self.cfg, card)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         opt_state = self.opt.state_dict()
@@ -422,10 +424,10 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.data"] = self.data_gen.get_state()
         tensors["rng.noise"] = self.noise_gen.get_state()
-        write_tensors(d / "resume.safetensors", tensors)
-        write_json(d / "resume.json", {"step": self.step, "wall": self.wall, "history": self.history,
-                                       "opt_scalars": scalars, "leak_warned": self.leak_warned})
-        return d
+        # one save: the checkpoint and its resume state always belong to the same step
+        return save_checkpoint(d, model, self.cfg, card, extra_tensors={"resume.safetensors": tensors},
+                               extra_json={"resume.json": {"step": self.step, "wall": self.wall, "history": self.history,
+                                                           "opt_scalars": scalars, "leak_warned": self.leak_warned}})
 
     @classmethod
     def resume(cls, directory: str | Path, device: str | None = None) -> "Trainer":
@@ -433,6 +435,7 @@ class Trainer:
         any number of processes that divides the batch."""
         from .checkpoint import load_config
         d = Path(directory)
+        recover(d)  # a save that a kill interrupted between its renames
         cfg = load_config(d)
         tr = cls(cfg, out=d, device=device, init=False)
         tensors = read_tensors(d / "resume.safetensors")

@@ -6,7 +6,7 @@ from collections import Counter
 import streamlit as st
 import torch
 
-from app import compute, figures, state, ui
+from app import compute, figures, state, ui, views
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -19,18 +19,20 @@ ck, model, cfg, card = ui.load_model(sel, task, "the coverage view")
 
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    x = ui.puzzle_picker(task, sel["seed"], "cov")
+    x = ui.puzzle_picker(task, sel["seed"], "cov", cfg.train.seed)
 with c2:
     n = st.select_slider("Samples N", [1, 2, 4, 8, 16, 32, 64, 128], key=ui.state_key(
-        "cov", "n", 64, int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64, 128)))
+        "cov", "n", views.PAGE["coverage"]["n"], int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64, 128)))
 with c3:
-    temp = ui.noise_scale("cov")
+    temp = ui.noise_scale("cov", views.temperature(card, cfg))
 if x is None:
     st.stop()
 
-n_sup = max(cfg.train.n_sup, 8)
+n_sup = views.depth("coverage", card, cfg)
+st.caption(f"Depth {n_sup} supervision steps: the depth this checkpoint's card was evaluated at.")
 tr = None
-with ui.guard("the samples"):
+notice = compute.slow_notice(ck, n, n_sup)
+with ui.guard("the samples"), st.spinner(notice or "Sampling..."):
     tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
 if tr is None:
     st.stop()
@@ -62,7 +64,7 @@ if known:
     fig.update_yaxes(range=[0, len(known) + 0.5])
 l, r = st.columns([1.2, 1])
 with l:
-    st.plotly_chart(fig, key="cov_curve", config={"displayModeBar": False})
+    st.plotly_chart(fig, key="cov_curve", config=ui.CHART)
     if other is None:
         ui.need_partner(sel, partner_mode, "cov_partner_train")
 with r:
@@ -72,7 +74,7 @@ with r:
         names = [f"{labels[[task.format_output(a) for a in tr.final].index(s)]} · ×{found[s]}" for s in order]
         st.plotly_chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
                                            height_per_row=170, title="the answers GRAM found (× how often)"),
-                        key="cov_gallery", config={"displayModeBar": False})
+                        key="cov_gallery", config=ui.CHART)
     else:
         st.warning("None of the samples is a valid answer yet: this checkpoint has not learned the task. "
                    "Train longer, or pick a shipped checkpoint.", icon=":material/warning:")
@@ -80,7 +82,7 @@ with r:
         if targets:
             st.plotly_chart(figures.board_grid(task, [t.numpy() for t in targets[:24]], None, given=x.numpy(), ncols=4,
                                                height_per_row=170, title=f"the {len(targets)} answers to find"),
-                            key="cov_gallery", config={"displayModeBar": False})
+                            key="cov_gallery", config=ui.CHART)
 if known:
     targets = compute.known_targets(task.name, cfg.train.seed, x)
     missed = [t for s, t in zip(known, targets) if s not in found]
@@ -88,4 +90,4 @@ if known:
         with st.expander(f"{len(missed)} valid completion{'s' if len(missed) != 1 else ''} no sample reached"):
             st.plotly_chart(figures.board_grid(task, [t.numpy() for t in missed[:24]], None,
                                                given=x.numpy(), ncols=6, height_per_row=150),
-                            key="cov_missed", config={"displayModeBar": False})
+                            key="cov_missed", config=ui.CHART)

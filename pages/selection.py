@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from app import compute, figures, state, ui
+from app import compute, figures, state, ui, views
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -20,15 +20,18 @@ ck, model, cfg, card = ui.load_model(sel, task, "the selection view")
 c1, c2, c3 = st.columns(3)
 with c1:
     n = st.select_slider("Samples N per puzzle", [1, 2, 4, 8, 16, 32, 64], key=ui.state_key(
-        "sel", "n", 16, int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64)))
+        "sel", "n", views.PAGE["selection"]["n"], int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64)))
 with c2:
     p = st.select_slider("Held-out puzzles", [8, 16, 32, 64, 128], key=ui.state_key(
-        "sel", "p", 16, int, valid=lambda v: v in (8, 16, 32, 64, 128)))
+        "sel", "p", views.PAGE["selection"]["p"], int, valid=lambda v: v in (8, 16, 32, 64, 128)))
 with c3:
-    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("sel", "depth", cfg.train.n_sup, int, valid=lambda v: 1 <= v <= 32))
+    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("sel", "depth", views.depth("selection", card, cfg), int,
+                                                       valid=lambda v: 1 <= v <= 32),
+                      help="Opens at the depth the checkpoint's card was evaluated at.")
 
 b = None
-with ui.guard("the samples"), st.spinner(f"Sampling {n} answers for {p} puzzles (cached after the first time)..."):
+notice = compute.slow_notice(ck, n * p, n_sup) or f"Sampling {n} answers for {p} puzzles (cached after the first time)..."
+with ui.guard("the samples"), st.spinner(notice):
     b = compute.batch(ck, task.name, n_inputs=p, n=n, seed=sel["seed"], n_sup=n_sup)
 if b is None:
     st.stop()
@@ -54,11 +57,11 @@ with l:
                          colors={"majority vote": figures.VOTE, "LPRM best-of-N": figures.LPRM,
                                  "oracle (any valid)": figures.BAD}, log_x=True, yrange=(0, 1.02),
                          dash={"oracle (any valid)": "dot"})
-    st.plotly_chart(fig, key="sel_curve", config={"displayModeBar": False})
+    st.plotly_chart(fig, key="sel_curve", config=ui.CHART)
 with r:
     st.plotly_chart(figures.disagreement_bars(int((vote_ok & lprm_ok).sum()), int((vote_ok & ~lprm_ok).sum()),
                                               int((~vote_ok & lprm_ok).sum()), int((~vote_ok & ~lprm_ok).sum())),
-                    key="sel_bars", config={"displayModeBar": False})
+                    key="sel_bars", config=ui.CHART)
 
 st.markdown("#### One puzzle up close")
 differ = [i for i in range(P) if vote_ok[i] != lprm_ok[i] or
@@ -78,7 +81,7 @@ for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPR
                     f"<span class='gram-pill {'ok' if good else 'bad'}'>{'valid' if good else 'invalid'}</span>",
                     unsafe_allow_html=True)
         st.plotly_chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320, showscale=False),
-                        key=f"sel_board_{name.split()[0]}", config={"displayModeBar": False})
+                        key=f"sel_board_{name.split()[0]}", config=ui.CHART)
 with a3:
     order = np.argsort(-values)
     fig = go.Figure(go.Bar(x=[str(j) for j in order], y=values[order],
@@ -87,7 +90,7 @@ with a3:
     fig.update_xaxes(title="sample (sorted by value); green = valid", type="category")
     fig.update_yaxes(title="LPRM value", range=[0, 1])
     st.plotly_chart(figures.style(fig, "value of each sample", height=340, legend=False), key="sel_values",
-                    config={"displayModeBar": False})
+                    config=ui.CHART)
 if not differ:
     st.caption("On this batch the two selectors pick the same answer for every puzzle.")
 else:

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import streamlit as st
-import torch
 
-from app import compute, figures, state, ui
+from app import compute, figures, state, ui, views
 from gram import analysis
 from gram.tasks import get_task
 
@@ -19,19 +17,26 @@ ui.header("Generative Recursive Reasoning, in five steps",
           "trajectories explore <i>different</i> valid answers. Every figure below is live, from the "
           "selected checkpoint.")
 
-pres = state.presets(task.name)
-x = task.parse(pres[0]["puzzle"]) if pres else task.split("test", 0).inputs[0]
 ck = sel.get("ckpt")
-tr = None
+tr = cfg = card = None
+split_seed = 0
 if ck is not None:
     with ui.guard("the live figures"):
-        _, cfg, _ = compute.load(ck, task.name)
-        tr = compute.trace(ck, x, n=24, seed=sel["seed"], n_sup=max(cfg.train.n_sup, 8), record="transitions")
+        _, cfg, card = compute.load(ck, task.name)
+        split_seed = cfg.train.seed
+        p = views.PAGE["tour"]
+        x = views.default_input(task, split_seed)
+        tr = compute.trace(ck, x, n=p["n"], seed=sel["seed"], n_sup=views.depth("tour", card, cfg),
+                           temperature=views.temperature(card, cfg), record=p["record"], latents=p["latents"])
 else:
     st.info(f"No {sel['mode']} checkpoint for {task.name} yet: the figures below need one. "
             "Pick another mode in the sidebar, upload one, or train one on the Train page.", icon=":material/info:")
+pres = state.presets(task.name)
+x = views.default_input(task, split_seed)
+known = compute.known_solutions(task.name, split_seed, x) if not task.unconditional else None
+what = ("the blank input" if task.unconditional else pres[0]["name"] if pres else "a held-out puzzle")
 
-CFG = {"displayModeBar": False, "staticPlot": False}
+CFG = ui.CHART
 
 
 @contextlib.contextmanager
@@ -50,12 +55,13 @@ def step(n: int, title: str, text: str, page: str, link: str):
         yield
 
 
-with step(1, "A puzzle with many answers",
-          f"**{task.name}**: complete the board so that no two queens attack each other. The given queens "
-          "(amber) allow several completions: a good reasoner should be able to find *all* of them, not just one.",
-          "recursion", "Open a puzzle in Recursion"):
-    st.plotly_chart(figures.board(task, x.numpy(), None, x.numpy(), title=pres[0]["name"] if pres else "a test puzzle",
-                                  height=300, showscale=False), key="tour_puzzle", config=CFG)
+many = (f"This one has {len(known)} valid answers: a good reasoner should be able to find *all* of them, not just one."
+        if known and len(known) > 1 else "A generator should write a different one every time." if task.unconditional
+        else "Searching for it means trying, and backing out of, many partial answers.")
+with step(1, "A task with many answers" if (task.multi_solution or task.unconditional) else "A task with one answer",
+          f"**{task.name}**. {task.rules} {many}", "recursion", "Open a puzzle in Recursion"):
+    st.plotly_chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300, showscale=False),
+                    key="tour_puzzle", config=CFG)
 
 with step(2, "Reasoning is recursion in latent space",
           "A latent state *z = (h, l)* is refined step after step: the fast state *l* several times, then the slow "
@@ -77,7 +83,7 @@ with step(3, "Noise makes trajectories diverge",
           "trajectories", "Explore trajectories"):
     if tr is not None:
         proj = analysis.pca(tr.h, k=2)
-        labels, _ = compute.answer_labels(task, x, tr.final, compute.known_solutions(task.name, 0, x))
+        labels, _ = compute.answer_labels(task, x, tr.final, known)
         st.plotly_chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360),
                         key="tour_pca", config=CFG)
 
@@ -88,7 +94,6 @@ with step(4, "More samples, better answers",
     if tr is not None:
         ns = compute.widths(len(tr.final))
         cov = compute.coverage_curve(task, x, tr.final, ns)
-        known = compute.known_solutions(task.name, 0, x)
         series = {"distinct valid answers found": cov}
         fig = figures.curves(ns, series, "distinct valid answers against the number of samples N", "N samples",
                              "answers found", colors={"distinct valid answers found": figures.GRAM}, height=300)
@@ -103,9 +108,4 @@ with step(5, "Train it yourself",
           "when only the posterior is right, it is leaking the answer).",
           "train", "Train a model"):
     if ck is not None:
-        card = state._read_card(__import__("pathlib").Path(ck.path)) or {}
-        m1, m2, m3 = st.columns(3)
-        m1.metric("parameters", f"{card.get('parameters', 0) / 1e6:.2f} M")
-        m2.metric("training steps", card.get("steps", "?"))
-        acc = state.card_accuracy(card)
-        m3.metric(*(acc or ("accuracy", "n/a")))
+        st.caption(state.card_summary(card or {}))

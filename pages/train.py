@@ -19,26 +19,34 @@ SIZES = {"tiny (D=32, 1 layer)": ["D=32", "n_layers=1", "n_heads=4"],
          "base (D=128, 2 layers)": ["D=128", "n_layers=2", "n_heads=4"]}
 tasks = task_names()
 
-with st.form("train_form", border=True):
-    st.markdown("##### New run")
-    c1, c2, c3 = st.columns(3)
-    task = c1.selectbox("Task", tasks, index=tasks.index(sel["task"]) if sel["task"] in tasks else 0, key="tr_task")
-    mode = c2.selectbox("Mode", state.MODES, index=state.MODES.index(sel["mode"]), key="tr_mode",
-                        format_func=lambda m: state.MODE_LABELS[m])
-    size = c3.selectbox("Size", list(SIZES), index=1, key="tr_size")
+st.markdown("##### New run")
+c1, c2 = st.columns(2)
+# task and mode outside the form: choosing them refills the form with that task's recipe
+task = c1.selectbox("Task", tasks, index=tasks.index(sel["task"]) if sel["task"] in tasks else 0, key="tr_task")
+mode = c2.selectbox("Mode", state.MODES, index=state.MODES.index(sel["mode"]), key="tr_mode",
+                    format_func=lambda m: state.MODE_LABELS[m])
+recipe = training.build_config(task, mode)
+m, t = recipe.model, recipe.train
+sizes = {f"the recipe's (D={m.D}, {m.n_layers} layers)": [], **SIZES}
+with st.form(f"train_form_{task}", border=True):
+    size = st.selectbox("Size", list(sizes), index=0, key=f"tr_size_{task}")
     c4, c5, c6, c7 = st.columns(4)
-    beta = c4.number_input("beta (KL weight)", 0.0, 100.0, 1.0, step=0.05, key="tr_beta",
-                           help="Too low and the posterior leaks the answer; too high and the guidance stays silent.")
-    steps = c5.number_input("Optimiser steps", 1, 200_000, 600, step=100, key="tr_steps")
-    batch = c6.number_input("Batch", 1, 4096, 64, step=16, key="tr_batch")
-    lr = c7.number_input("Learning rate", 1e-6, 1e-1, 1e-3, format="%.0e", key="tr_lr")
+    beta = c4.number_input("beta (KL weight)", 0.0, 100.0, float(t.beta), step=0.05, key=f"tr_beta_{task}",
+                           help="Too low and the posterior leaks the answer; too high and the guidance stays silent. "
+                                "Filled in from the task's recipe.")
+    steps = c5.number_input("Optimiser steps", 1, 200_000, 600, step=100, key=f"tr_steps_{task}",
+                            help=f"The recipe trains {t.steps:,} steps; 600 show it learning within minutes.")
+    batch = c6.number_input("Batch", 1, 4096, int(t.batch), step=16, key=f"tr_batch_{task}")
+    lr = c7.number_input("Learning rate", 1e-6, 1e-1, float(t.lr), format="%.0e", key=f"tr_lr_{task}")
     extra = st.text_input("More settings (key=value, comma-separated)", "", key="tr_extra",
                           placeholder="e.g. n_sup=8, eval_every=100, K=2, T=2")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
-    over = SIZES[size] + [f"beta={beta}", f"steps={int(steps)}", f"batch={int(batch)}", f"lr={lr}",
-                          f"eval_every={max(1, min(250, int(steps) // 6))}"]
+    # only what differs from the recipe is passed on, so this form and one-click training train the same model
+    over = sizes[size] + [f"steps={int(steps)}", f"eval_every={max(1, min(250, int(steps) // 6))}"]
+    over += [f"{k}={v}" for k, v, r in (("beta", beta, t.beta), ("batch", int(batch), t.batch), ("lr", lr, t.lr))
+             if v != r]
     over += [s.strip() for s in extra.split(",") if s.strip()]
     try:
         cfg = training.build_config(task, mode, over)
@@ -84,7 +92,7 @@ def live():
         st.warning(snap["warning"], icon=":material/warning:")
     if snap["error"]:
         st.error(f"Training stopped with an error: {snap['error']}", icon=":material/error:")
-    st.plotly_chart(figures.training_figure(hist), key="train_curves", config={"displayModeBar": False})
+    st.plotly_chart(figures.training_figure(hist), key="train_curves", config=ui.CHART)
     b1, b2, b3, b4 = st.columns(4)
     if job.running:
         if b1.button("Stop", icon=":material/stop:", key="train_stop", use_container_width=True):

@@ -104,8 +104,9 @@ b1, b2, b3 = st.columns([1, 1, 1], vertical_alignment="bottom")
 with b1:
     m = st.slider("Continuations M", 2, 64, key=ui.state_key("traj", "m", 16, int, valid=lambda v: 2 <= v <= 64))
 with b2:
-    at = st.slider("Branch after supervision step", 1, max(1, n_sup - 1),
-                   key=ui.state_key("traj", "at", max(1, n_sup // 4), int, valid=lambda v: 1 <= v <= max(1, n_sup - 1)),
+    last = max(2, n_sup - 1)  # a slider needs two values; compute.branch refuses a step past the last
+    at = st.slider("Branch after supervision step", 1, last,
+                   key=ui.state_key("traj", "at", max(1, n_sup // 4), int, valid=lambda v: 1 <= v <= last),
                    disabled=n_sup < 2)
 with b3:
     go_branch = st.button("Branch", icon=":material/call_split:", type="primary", disabled=n_sup < 2)

@@ -1,23 +1,28 @@
-"""App benchmark (the library must not import Streamlit, so this lives outside `python -m gram bench`):
+"""App benchmark, in headless Chromium, beside the floor measured in the same run:
 
-    python scripts/bench_app.py [--checkpoints DIR] [--repeat 5]
+    python scripts/bench_app.py [--checkpoints nqueens7,sudoku,...] [--pages recursion,...] [--no-warm]
 
-1. cold start: from launching `streamlit run app/main.py` to the first page (the Tour, every figure drawn)
-   rendered in headless Chromium;
-2. first open of the Recursion page (its figures drawn);
-3. one scrubber step: from pressing an arrow key on the step slider to the step label and all figures being
-   redrawn (median of --repeat steps).
+The floor is an empty Streamlit page with one Plotly figure, served and opened the same way: absolute
+times move with the machine, the margin over the floor is what the app adds.
 
-Uses the shipped checkpoints under checkpoints/ when nqueens7 is there, else a tiny one made in a tmp dir
-(say which in the output). Prints one JSON line.
+1. cold start: from launching the server to the page drawn in a fresh browser tab (the floor's page; the
+   app's Tour);
+2. per page x shipped checkpoint, on one server started for the run: first open (a new session: the
+   server's memory caches are cold for that view, the disk cache is what `python -m app.warm` made, which
+   this script runs first unless --no-warm), reopen (a new tab on the same link), and one step of a stepping
+   figure (a click on its slider until the step label and figure are redrawn, timed in the page).
+
+Prints a Markdown table and a JSON line. The library must not import Streamlit, so this lives outside
+`python -m gram bench`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,57 +33,129 @@ sys.path.insert(0, str(ROOT))
 
 from app import testkit  # noqa: E402
 
+PAGES = ["tour", "recursion", "trajectories", "selection", "coverage", "generation"]
+STEPPING = {"recursion", "trajectories", "generation"}
+CHECKPOINTS = ["nqueens7", "nqueens8", "nqueens10", "graph_coloring8", "sudoku", "sudoku_uncond", "mnist"]
+FLOOR = """import plotly.graph_objects as go
+import streamlit as st
+st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2])))
+"""
+DRAWN = """() => {
+  const w = document.querySelector('[data-testid="stStatusWidget"]');
+  if (w && (w.innerText.includes('Running') || w.innerText.includes('Stop'))) return false;
+  if (document.querySelector('[data-testid="stSpinner"]')) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
+}"""
+# click the first step of the first stepping figure's slider; resolve when its label and figure are redrawn
+STEP = """async () => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
+  if (!gd) return null;
+  const label = gd.querySelector('.slider-currentvalue');
+  const before = label.textContent;
+  const target = gd.layout.sliders[0].steps[0].args[0][0];
+  const t0 = performance.now();
+  await window.Plotly.animate(gd, [target], {mode: 'immediate', frame: {duration: 0, redraw: true},
+                                             transition: {duration: 0}});
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const t1 = performance.now();
+  // step back to the last frame for the next repeat
+  const last = gd.layout.sliders[0].steps.slice(-1)[0].args[0][0];
+  await window.Plotly.animate(gd, [last], {mode: 'immediate', frame: {duration: 0, redraw: true}});
+  return {ms: t1 - t0, before: before, after: label.textContent};
+}"""
+
+
+def drawn(page, timeout_ms=180_000) -> None:
+    page.wait_for_function(DRAWN, timeout=timeout_ms, polling=50)
+
+
+def cold_start(browser, main: str, env: dict, path: str = "/") -> float:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    srv = testkit.Server(env, main=main)
+    with srv:
+        srv.wait_healthy(180)
+        page.goto(srv.url + path)
+        drawn(page)
+        t = time.perf_counter() - srv.started
+    page.close()
+    return t
+
+
+def open_view(browser, url: str) -> tuple[float, object]:
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = ctx.new_page()
+    t0 = time.perf_counter()
+    page.goto(url)
+    drawn(page)
+    return time.perf_counter() - t0, ctx
+
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoints", help="checkpoints root (default: <repo>/checkpoints, else a tiny tmp one)")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the server (0: leave as is)")
+    ap.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="shipped checkpoint names")
+    ap.add_argument("--pages", default=",".join(PAGES))
+    ap.add_argument("--repeat", type=int, default=3, help="step repeats per view")
+    ap.add_argument("--no-warm", action="store_true", help="do not run `python -m app.warm` first")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    tmp = Path(tempfile.mkdtemp(prefix="gram-bench-app-"))
-    root = Path(args.checkpoints) if args.checkpoints else ROOT / "checkpoints"
-    source = "shipped"
-    if not (root / "nqueens7" / "model.safetensors").is_file():
-        root, source = tmp / "ck", "tiny (D=32, made for this run)"
-        testkit.make_checkpoint(root / "nqueens7", "nqueens7", "gram")
-        testkit.make_checkpoint(root / "nqueens7-deterministic", "nqueens7", "deterministic")
-    env = {"GRAM_CHECKPOINTS": str(root), "GRAM_APP_RUNS": str(tmp / "runs")}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    out = {"bench": "app", "checkpoints": str(root), "checkpoint_kind": source, "machine": platform.processor() or
-           platform.machine()}
+    cks = [c for c in args.checkpoints.split(",") if (ROOT / "checkpoints" / c / "model.safetensors").is_file()]
+    pages = args.pages.split(",")
+    env = {"GRAM_WARM": "0"}  # the warmer ran before the clock; none competes with the measurements
+    out = {"bench": "app", "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+           f"{'avx512_bf16' if 'avx512_bf16' in Path('/proc/cpuinfo').read_text() else 'no avx512_bf16'}",
+           "checkpoints": cks}
+    if not args.no_warm:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "app.warm", "--quiet"], cwd=ROOT, check=True)
+        out["warm_s"] = round(time.perf_counter() - t0, 1)
+    floor_main = Path(tempfile.mkdtemp(prefix="gram-floor-")) / "floor.py"
+    floor_main.write_text(FLOOR)
+    rows = []
     with sync_playwright() as p:
-        browser = testkit.launch_browser(p)  # started before the clock: we time the app, not Chromium
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        browser = testkit.launch_browser(p)
+        out["floor_cold_s"] = round(cold_start(browser, str(floor_main), env), 2)
+        out["app_cold_s"] = round(cold_start(browser, testkit.MAIN, env), 2)
+        with testkit.Server(env, main=str(floor_main)) as srv:
+            srv.wait_healthy(120)
+            open_view(browser, srv.url)[1].close()
+            t, ctx = open_view(browser, srv.url)
+            out["floor_open_s"] = round(t, 2)
+            ctx.close()
         with testkit.Server(env) as srv:
-            out["server_healthy_s"] = round(srv.wait_healthy(120), 2)
-            page.goto(srv.url + "/")
-            testkit.wait_rendered(page, charts=4, timeout_ms=120_000)
-            out["first_page_rendered_s"] = round(time.perf_counter() - srv.started, 2)
-
-            t0 = time.perf_counter()
-            page.goto(srv.url + "/recursion")
-            testkit.wait_rendered(page, charts=5, timeout_ms=120_000)
-            out["recursion_page_open_s"] = round(time.perf_counter() - t0, 2)
-
-            slider = page.locator("[data-testid='stSlider']").filter(has_text="Step (supervision").get_by_role("slider")
-            times = []
-            for _ in range(args.repeat):
-                before = page.locator(".js-plotly-plot").first.inner_html()
-                slider.focus()
-                t0 = time.perf_counter()
-                slider.press("ArrowLeft")
-                # the first figure (the board) is redrawn for the new step, then the script run ends
-                page.wait_for_function(
-                    "before => { const e = document.querySelector('.js-plotly-plot'); return e && e.innerHTML !== before; }",
-                    arg=before, timeout=30_000)
-                testkit.wait_idle(page, 30_000)
-                times.append(time.perf_counter() - t0)
-            out["scrubber_step_s"] = {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
-                                      "max": round(max(times), 3), "n": len(times)}
+            srv.wait_healthy(120)
+            for ck in cks:
+                task = json.loads((ROOT / "checkpoints" / ck / "config.json").read_text())["train"]["task"]
+                for name in pages:
+                    url = f"{srv.url}/{'' if name == 'tour' else name}?g_task={task}&g_ckpt={ck}"
+                    first, ctx = open_view(browser, url)
+                    row = {"page": name, "checkpoint": ck, "first_s": round(first, 2)}
+                    errors = ctx.pages[0].locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+                    if errors.count():
+                        row["error"] = errors.first.inner_text()[:200]
+                    ctx.close()
+                    again, ctx = open_view(browser, url)
+                    row["reopen_s"] = round(again, 2)
+                    if name in STEPPING:
+                        ms = [ctx.pages[0].evaluate(STEP) for _ in range(args.repeat)]
+                        ms = [m["ms"] for m in ms if m]
+                        if ms:
+                            row["step_ms"] = round(statistics.median(ms), 1)
+                    ctx.close()
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
         browser.close()
+    out["rows"] = rows
+    fo, fc = out["floor_open_s"], out["floor_cold_s"]
+    print(f"\nmachine: {out['machine']}; floor: cold start {fc:.2f} s, open {fo:.2f} s; "
+          f"app cold start (Tour drawn) {out['app_cold_s']:.2f} s (+{out['app_cold_s'] - fc:.2f} s over the floor)\n")
+    print("| page | checkpoint | first open (over floor) | reopen (over floor) | one step |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        step = f"{r['step_ms']:.0f} ms" if "step_ms" in r else ""
+        print(f"| {r['page']} | `{r['checkpoint']}` | {r['first_s']:.2f} s (+{r['first_s'] - fo:.2f}) | "
+              f"{r['reopen_s']:.2f} s (+{r['reopen_s'] - fo:.2f}) | {step} |" + (f" error: {r['error']}" if "error" in r else ""))
     print(json.dumps(out), flush=True)
     return out
 

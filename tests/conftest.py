@@ -12,6 +12,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("GRAM_WARM", "0")  # no background view warmer in the app under test
 
 import torch  # noqa: E402
 

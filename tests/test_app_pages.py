@@ -54,11 +54,11 @@ def widget(at: AppTest, kind: str, key: str):
 # --- every page renders --------------------------------------------------------------------------
 EXPECTED = {
     "tour": {"tour_puzzle", "tour_steps", "tour_pca", "tour_cov"},
-    "recursion": {"rec_board", "rec_board_other", "rec_h", "rec_dh", "rec_lines"},
-    "trajectories": {"traj_pca", "traj_board", "traj_spread", "traj_distinct"},
+    "recursion": {"rec_view"},
+    "trajectories": {"traj_view", "traj_spread", "traj_distinct"},
     "selection": {"sel_curve", "sel_bars", "sel_values"},
     "coverage": {"cov_curve"},
-    "generation": {"gen_grid", "gen_quality", "gen_diversity", "gen_anim"},
+    "generation": {"gen_view"},
     "train": set(),
 }
 
@@ -88,7 +88,7 @@ def test_url_reopens_the_same_view(env):
                                  "rec_idx": "7"})
     clean(at)
     assert widget(at, "number_input", "g_seed").value == 5
-    assert widget(at, "select_slider", "rec_step").value == 2
+    assert testkit.figures(at)["rec_view"]["layout"]["sliders"][0]["active"] == 2  # the figure opens at that step
     assert widget(at, "number_input", "rec_idx").value == 7
 
 
@@ -101,29 +101,54 @@ def test_bad_url_values_fall_back_with_a_warning(env):
 
 
 # --- recursion -----------------------------------------------------------------------------------
-def test_recursion_scrubber_changes_the_figures(env):
-    at = open_page("recursion")
-    before = testkit.figures(at)
-    lines = before["rec_lines"]
-    assert {"LPRM value", "P(halt)"} <= set(testkit.trace_names(lines))
-    widget(at, "select_slider", "rec_step").set_value(0).run()
-    clean(at)
-    after = testkit.figures(at)
-    assert after["rec_h"]["data"][0]["z"] != before["rec_h"]["data"][0]["z"]
-    assert after["rec_board"]["data"][0]["z"] != before["rec_board"]["data"][0]["z"]
-    assert "z0" in after["rec_dh"]["layout"]["title"]["text"]
+def frames_differ(fig: dict, trace: int = 0) -> bool:
+    zs = [f["data"][trace].get("z") for f in fig["frames"]]
+    return any(z != zs[0] for z in zs[1:])
 
 
-def test_recursion_play_advances(env):
-    at = open_page("recursion")
-    widget(at, "select_slider", "rec_step").set_value(0).run()
-    widget(at, "button", "rec_play_btn").click().run()
+def test_recursion_steps_in_the_browser(env):
+    """One figure carries every record point of the trace as a frame, with its own slider and play button: a
+    step redraws in the browser, with no rerun. Frames update the boards, h and the step marker together."""
+    at = open_page("recursion", {"rec_depth": "3"})
     clean(at)
-    assert at.session_state["rec_playing"] is True
-    at.run()  # a fragment tick: the scrubber moves on
-    assert widget(at, "select_slider", "rec_step").value >= 1
-    widget(at, "button", "rec_play_btn").click().run()
-    assert at.session_state["rec_playing"] is False
+    fig = testkit.figures(at)["rec_view"]
+    R = 3 * 2  # depth 3 x T = 2 transitions of the tiny recipe
+    assert len(fig["frames"]) == R
+    slider = fig["layout"]["sliders"][0]
+    assert [s["args"][0][0] for s in slider["steps"]] == [f["name"] for f in fig["frames"]]
+    assert slider["active"] == R - 1  # opens at the last step
+    assert {b["label"].split()[-1] for b in fig["layout"]["updatemenus"][0]["buttons"]} == {"play", "pause"}
+    assert all(f["traces"] == fig["frames"][0]["traces"] for f in fig["frames"])  # the same panels every frame
+    assert frames_differ(fig, 0)  # the board's probabilities change with the step
+    n_dyn = len(fig["frames"][0]["traces"])
+    assert fig["frames"][0]["data"][n_dyn - 1]["x"] == [0, 0] and fig["frames"][-1]["data"][n_dyn - 1]["x"] == [R - 1] * 2
+    names = set(testkit.trace_names(fig))
+    assert {"LPRM value", "P(halt)", "P(halt), partner"} <= names
+    titles = [a["text"] for a in fig["frames"][0]["layout"]["annotations"]]
+    assert any("where h moved" in t for t in titles) and any("where the prior explores" in t for t in titles)
+
+
+def test_recursion_posterior_beside_the_prior(env):
+    at = open_page("recursion", {"rec_src": "random test puzzle", "rec_idx": "0", "rec_depth": "2"})
+    clean(at)
+    toggle = next(t for t in at.toggle if t.key == "rec_q")
+    assert not toggle.disabled
+    toggle.set_value(True).run()
+    clean(at)
+    titles = [a["text"] for a in testkit.figures(at)["rec_view"]["layout"]["annotations"]]
+    assert any(t.startswith("posterior q") and "KL" in t for t in titles), titles
+
+
+def test_stepping_figures_are_valid_plotly(env):
+    """The stepping figures are built as plain dicts (no validation at run time): check them against Plotly's
+    schema here, frames included."""
+    import plotly.graph_objects as go
+
+    for page, key in (("recursion", "rec_view"), ("trajectories", "traj_view"), ("generation", "gen_view")):
+        at = open_page(page)
+        clean(at)
+        spec = testkit.figures(at)[key]
+        go.Figure(spec)  # raises on an unknown property or a bad value
 
 
 def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
@@ -140,15 +165,17 @@ def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
 def test_trajectories_width_and_projection(env):
     at = open_page("trajectories")
     n_lines = lambda f: sum(1 for t in f["data"] if t.get("mode") == "lines")
-    assert n_lines(testkit.figures(at)["traj_pca"]) == 32
+    fig = testkit.figures(at)["traj_view"]
+    assert n_lines(fig) == 32
+    assert fig["frames"] and len(fig["frames"][0]["data"][0]["x"]) == 32  # each frame moves the 32 markers
     widget(at, "slider", "traj_n").set_value(8).run()
     clean(at)
-    fig = testkit.figures(at)["traj_pca"]
+    fig = testkit.figures(at)["traj_view"]
     assert n_lines(fig) == 8
     assert "variance" in fig["layout"]["xaxis"]["title"]["text"]
     widget(at, "radio", "traj_dims").set_value(3).run()
     clean(at)
-    assert "scatter3d" in testkit.trace_types(testkit.figures(at)["traj_pca3"])
+    assert "scatter3d" in testkit.trace_types(testkit.figures(at)["traj_view3"])
 
 
 def test_trajectories_pick_and_branch(env):
@@ -156,12 +183,17 @@ def test_trajectories_pick_and_branch(env):
     widget(at, "slider", "traj_n").set_value(4).run()
     widget(at, "number_input", "traj_pick").set_value(3).run()
     clean(at)
-    assert any("Trajectory **3**" in m.value for m in at.markdown)
+    titles = [a["text"] for a in testkit.figures(at)["traj_view"]["layout"]["annotations"]]
+    assert any(t.startswith("trajectory 3 ") for t in titles), titles
     widget(at, "slider", "traj_m").set_value(4).run()
     next(b for b in at.button if b.label == "Branch").click().run()
     clean(at)
     fig = testkit.figures(at)["traj_branch_fig"]
     assert sum(fig["data"][0]["y"]) == 4
+    # the result belongs to its view: another seed (or puzzle, checkpoint, depth) does not draw it
+    widget(at, "number_input", "g_seed").set_value(1).run()
+    clean(at)
+    assert "traj_branch_fig" not in testkit.figures(at)
 
 
 # --- selection, coverage, generation -------------------------------------------------------------
@@ -188,15 +220,22 @@ def test_coverage_compares_gram_and_deterministic(env):
     assert testkit.figures(at)["cov_curve"]["data"][0]["x"][-1] == 8
 
 
-def test_generation_grid_follows_the_step(env):
-    at = open_page("generation")
-    before = testkit.figures(at)["gen_grid"]
-    assert len([t for t in before["data"] if t["type"] == "heatmap"]) == 12
-    assert len(testkit.figures(at)["gen_anim"]["frames"]) == 16
-    widget(at, "select_slider", "gen_step").set_value(0).run()
+def test_generation_steps_in_the_browser(env):
+    at = open_page("generation", {"gen_depth": "5"})
     clean(at)
-    after = testkit.figures(at)["gen_grid"]
-    assert "after 1 supervision" in after["layout"]["title"]["text"]
+    fig = testkit.figures(at)["gen_view"]
+    assert len([t for t in fig["data"] if t["type"] == "heatmap"]) == 12  # one board per sample
+    assert len(fig["frames"]) == 5 and frames_differ(fig, 0)
+    assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(fig))
+    assert fig["layout"]["sliders"][0]["currentvalue"]["prefix"] == "after step "
+
+
+def test_long_traces_keep_at_most_max_frames():
+    from app.stepfig import MAX_FRAMES, frame_steps
+
+    assert frame_steps(10) == list(range(10))
+    steps = frame_steps(768)
+    assert len(steps) <= MAX_FRAMES + 1 and steps[0] == 0 and steps[-1] == 767
 
 
 # --- nothing breaks in front of the user ---------------------------------------------------------
@@ -237,9 +276,9 @@ def test_unconditional_generation_starts_from_a_blank_input(env, tmp_path, monke
     at = open_page("generation", {"g_task": "sudoku_uncond"})
     clean(at)
     assert any("blank" in m.value for m in at.markdown)
-    grid = testkit.figures(at)["gen_grid"]
+    grid = testkit.figures(at)["gen_view"]
     assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 12
-    assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(testkit.figures(at)["gen_quality"]))
+    assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(grid))
 
 
 def test_selection_votes_count_answers_not_colour_names(env):

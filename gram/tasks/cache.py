@@ -56,7 +56,10 @@ def write(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> bool:
         return True
     except OSError as e:
         print(f"note: could not cache {path.name} ({e.strerror or e}); it is made again next time", file=sys.stderr)
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is unusable: there is no temporary file either
+            pass
         return False
 
 

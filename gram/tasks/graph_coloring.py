@@ -54,6 +54,8 @@ def canonicalise(colours: torch.Tensor) -> torch.Tensor:
 
 class GraphColoring(Task):
     multi_solution = True
+    rules = (f"Colour every node of the graph with one of {N_COLOURS} colours so that no edge joins two nodes of "
+             "the same colour. Renaming the colours gives the same answer.")
     model_defaults = {"mixer": "mlp"}
 
     def __init__(self, n: int, p: float, n_train: int, n_test: int, max_colourings: int = 64, name: str | None = None,

@@ -95,6 +95,8 @@ def _find(folder: Path, name: str) -> Path:
 
 
 class MNIST(Task):
+    rules = ("Draw a handwritten digit from nothing: a 28x28 black-and-white image, refined patch by patch. "
+             "There is no single answer; quality is judged by a digit classifier (inception score).")
     name, seq_len, vocab, codec, image_side = "mnist", SIDE * SIDE, 3, "patch", SIDE
     multi_solution = True
     unconditional = True

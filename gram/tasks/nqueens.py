@@ -39,6 +39,8 @@ def solutions(n: int) -> tuple[tuple[int, ...], ...]:
 
 class NQueens(Task):
     multi_solution = True
+    rules = ("Complete the board with one queen in every row so that no two queens attack each other along a "
+             "row, a column or a diagonal. The given queens (amber) stay where they are.")
     # A fixed small grid: the sequence-MLP mixer learns it several times faster per step than attention
     # (docs/recipe.md: 44% held-out accuracy after 184 steps on N-Queens-7, where attention had 0%).
     model_defaults = {"mixer": "mlp"}

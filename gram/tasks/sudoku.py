@@ -214,6 +214,8 @@ def _cells_text(tokens: torch.Tensor, blank: str) -> str:
 
 class Sudoku(Task):
     seq_len, vocab = 81, 11
+    rules = ("Fill the 9x9 grid so that every row, every column and every 3x3 box holds the digits 1-9 once. "
+             "The givens (amber) stay; a proper puzzle has one solution.")
     model_defaults = {"mixer": "mlp"}
 
     def __init__(self, name: str = "sudoku", n_train: int = 2048, n_test: int = 64, n_aug: int = 32, clues: int = 30,
@@ -302,6 +304,9 @@ def clue_mask(n: int, cells: int, max_clues: int, gen: torch.Generator) -> torch
 
 class SudokuUncond(Sudoku):
     """Complete grids from an all-blank input."""
+
+    rules = ("Write a complete, valid Sudoku grid (every row, column and 3x3 box holding 1-9 once) starting from "
+             "a blank one. There are about 6.7e21 of them: every sample should be a new one.")
 
     multi_solution = True
     unconditional = True
