@@ -1,7 +1,7 @@
 """Plotly figures for the pages. Each takes plain arrays/tensors and returns a go.Figure; none runs a model.
 
-Boards are drawn per task family: N-Queens as a chessboard with per-cell P(queen) and queen glyphs,
-Sudoku as a 9x9 digit grid, images (MNIST) as greyscale pixels, anything else as a strip of tokens.
+Boards are drawn per task as people know it (`board_traces`, one place, read by every figure and by the
+stepping figures of app.stepfig).
 """
 from __future__ import annotations
 
@@ -46,7 +46,18 @@ def label_color(label: str, palette_index: dict | None = None) -> str:
     return QUALITATIVE[k % len(QUALITATIVE)]
 
 
-# --- boards ---------------------------------------------------------------------------------
+# --- boards: one drawing per kind of task (Task.board), as trace dicts ------------------------------
+# Plotly.js knows only a few colour scales by name (Python expands the others when it validates, which the
+# stepping figures skip), so every scale here is explicit
+PALE = [[0, "#ffffff"], [1, "#ddd6fe"]]  # Sudoku confidence: light enough for the digits on top
+GREYS = [[0, "#ffffff"], [1, "#000000"]]
+CLASH = "#dc2626"  # a cell, queen or edge that breaks a rule
+GIVEN = "#b45309"
+NODE_COLOURS = ["#7c3aed", "#0ea5e9", "#f59e0b"]  # graph colouring's three colours
+ARC_PALETTE = ["#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00", "#aaaaaa", "#f012be", "#ff851b", "#7fdbff",
+               "#870c25"]  # the ARC-AGI colours 0-9
+
+
 def grid_shape(task, S: int) -> tuple[int, int]:
     n = getattr(task, "n", None)
     if n and n * n == S:
@@ -59,74 +70,141 @@ def grid_shape(task, S: int) -> tuple[int, int]:
 
 
 def _kind(task) -> str:
-    name = getattr(task, "name", "")
-    if name.startswith("nqueens"):
-        return "queens"
-    if getattr(task, "codec", "") == "patch" or name.startswith("mnist"):
-        return "image"
-    if name.startswith("sudoku"):
-        return "sudoku"
-    return "tokens"
+    return getattr(task, "board", "tokens")
 
 
-def _board_traces(task, pred, probs=None, given=None, showscale=False):
-    """Traces for one board: pred (S,) tokens, probs (S, V) or None, given (S,) input tokens or None."""
+def board_ranges(task, S: int) -> tuple[list, list]:
+    """x and y axis ranges of a board (y downwards: row 0 on top)."""
+    if _kind(task) == "graph":
+        return [-1.3, 1.3], [1.3, -1.3]
+    rows, cols = grid_shape(task, S)
+    return [-0.5, cols - 0.5], [rows - 0.5, -0.5]
+
+
+def _r(a, nd: int = 3):
+    """Rounded plain lists: JSON numbers, not 17-digit floats (a stepping figure carries many)."""
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+
+def _clashes(task, pred, given) -> np.ndarray:
+    import torch
+
+    if given is None or not hasattr(task, "clashes"):
+        return np.zeros(len(pred), bool)
+    return task.clashes(torch.as_tensor(np.asarray(given)), torch.as_tensor(np.asarray(pred))).numpy()
+
+
+def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y") -> list[dict]:
+    """One board as trace dicts on axes (xa, ya), drawn as people know the task (Task.board): N-Queens as a
+    chessboard with P(queen) and the queens (given amber, attacking red), Sudoku as digits (given amber, clashing
+    red) over the decoder's confidence, graph colouring as the graph (nodes in their colours, clashing edges
+    red), images in grey, ARC grids in the ARC palette. Always the same number of traces for a task, so that
+    animation frames can replace them."""
     pred = np.asarray(pred)
     S = len(pred)
     rows, cols = grid_shape(task, S)
     kind = _kind(task)
-    traces = []
+    ax = {"xaxis": xa, "yaxis": ya}
+    bad = _clashes(task, pred, given)
     if kind == "queens":
         pq = np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None else (pred == 2).astype(np.float32)
         z = pq.reshape(rows, cols)
         checker = (np.add.outer(np.arange(rows), np.arange(cols)) % 2) * 0.04
-        traces.append(go.Heatmap(z=z + checker * (z < 0.05), zmin=0, zmax=1, colorscale=PROB_SCALE, showscale=showscale,
-                                 colorbar=dict(title="P(queen)", thickness=10, len=0.8) if showscale else None,
-                                 customdata=z, hovertemplate="row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>",
-                                 xgap=1.5, ygap=1.5))
-        q = np.nonzero(pred == 2)[0]
         g = set(np.nonzero(np.asarray(given) == 2)[0].tolist()) if given is not None else set()
-        new = [i for i in q if i not in g]
-        old = sorted(g)  # the given queens are part of the puzzle: always drawn
-        for cells, color, name in ((new, "#111827", "placed"), (old, "#b45309", "given")):
-            if cells:
-                traces.append(go.Scatter(x=[i % cols for i in cells], y=[i // cols for i in cells], mode="text",
-                                         text=["\u265b"] * len(cells), textfont=dict(size=22, color=color),
-                                         hoverinfo="skip", name=name, showlegend=False))
-        return traces, rows, cols
+        q = np.nonzero(pred == 2)[0].tolist()
+        glyphs = lambda cells: {"type": "scatter", "mode": "text", "x": [i % cols for i in cells],
+                                "y": [i // cols for i in cells], "text": ["\u265b"] * len(cells),
+                                "textfont": {"size": 20, "color": [CLASH if bad[i] else GIVEN if i in g else "#111827"
+                                                                   for i in cells]},
+                                "hoverinfo": "skip", "showlegend": False, **ax}
+        return [{"type": "heatmap", "z": _r(z + checker * (z < 0.05)), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
+                 "showscale": False, "customdata": _r(z, 2), "xgap": 1.5, "ygap": 1.5,
+                 "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
+                glyphs(q)]
     if kind == "image":
-        if probs is not None and np.asarray(probs).shape[-1] >= 3:
-            z = np.asarray(probs, dtype=np.float32)[:, 2]
-        else:
-            z = (pred == pred.max()).astype(np.float32) if pred.max() > 0 else pred.astype(np.float32)
-        traces.append(go.Heatmap(z=z.reshape(rows, cols), zmin=0, zmax=1, colorscale="Greys", showscale=False,
-                                 hoverinfo="skip"))
-        return traces, rows, cols
+        z = (np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None and np.asarray(probs).shape[-1] >= 3
+             else (pred == pred.max()).astype(np.float32))
+        return [{"type": "heatmap", "z": _r(z.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": GREYS,
+                 "showscale": False, "hoverinfo": "skip", **ax}]
+    if kind == "graph":
+        n, n_pairs = task.n, task.n_pairs
+        angle = 2 * np.pi * np.arange(n) / n - np.pi / 2  # a fixed circle: the same place for a node at every step
+        px, py = np.cos(angle), np.sin(angle)
+        edges = task.edges(__import__("torch").as_tensor(np.asarray(given))) if given is not None else []
+        slot = pred[n_pairs:]
+        colour = [int(t) - 4 if 4 <= int(t) < 4 + len(NODE_COLOURS) else -1 for t in slot]
+        clash = [(i, j) for i, j in edges if colour[i] < 0 or colour[i] == colour[j]]
+
+        def lines(pairs, color, width):
+            xs, ys = [], []
+            for i, j in pairs:
+                xs += [float(px[i]), float(px[j]), None]
+                ys += [float(py[i]), float(py[j]), None]
+            return {"type": "scatter", "mode": "lines", "x": xs, "y": ys, "line": {"color": color, "width": width},
+                    "hoverinfo": "skip", "showlegend": False, **ax}
+
+        conf = np.asarray(probs, dtype=np.float32)[n_pairs:].max(-1) if probs is not None else np.ones(n)
+        return [lines(edges, "#cbd5e1", 2), lines(clash, CLASH, 4),
+                {"type": "scatter", "mode": "markers+text", "x": _r(px), "y": _r(py), "text": [str(k) for k in range(n)],
+                 "textfont": {"color": "white", "size": 12}, "customdata": _r(conf, 2), "showlegend": False,
+                 "marker": {"size": 26, "color": [NODE_COLOURS[c] if c >= 0 else "#e5e7eb" for c in colour],
+                            "opacity": [float(0.35 + 0.65 * c) for c in conf],
+                            "line": {"width": [3 if bad[n_pairs + k] else 1 for k in range(n)],
+                                     "color": [CLASH if bad[n_pairs + k] else "#111827" for k in range(n)]}},
+                 "hovertemplate": "node %{text}: confidence %{customdata:.2f}<extra></extra>", **ax}]
+    if kind == "grid":
+        z = np.where(pred >= 2, pred - 2, np.nan).reshape(rows, cols)
+        scale = [[k / 9, c] for k, c in enumerate(ARC_PALETTE)]
+        return [{"type": "heatmap", "z": [[None if v != v else int(v) for v in row] for row in z], "zmin": 0, "zmax": 9,
+                 "colorscale": scale, "showscale": False, "xgap": 0.5, "ygap": 0.5,
+                 "hovertemplate": "colour %{z}<extra></extra>", **ax}]
     conf = np.asarray(probs, dtype=np.float32).max(-1) if probs is not None else np.ones(S, np.float32)
-    text = [str(int(t) - 1) if kind == "sudoku" and int(t) > 1 else ("" if kind == "sudoku" else str(int(t)))
-            for t in pred]
+    sudoku = kind == "sudoku"
+    text = [(str(int(t) - 1) if int(t) > 1 else "") if sudoku else str(int(t)) for t in pred]
     gv = np.asarray(given) if given is not None else np.zeros(S)
-    traces.append(go.Heatmap(z=conf.reshape(rows, cols), zmin=0, zmax=1, colorscale=PROB_SCALE, showscale=showscale,
-                             hovertemplate="confidence %{z:.2f}<extra></extra>", xgap=1, ygap=1))
-    traces.append(go.Scatter(x=[i % cols for i in range(S)], y=[i // cols for i in range(S)], mode="text",
-                             text=text, hoverinfo="skip", showlegend=False,
-                             textfont=dict(size=14, color=["#b45309" if gv[i] > 1 else INK for i in range(S)])))
-    return traces, rows, cols
+    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1,
+             "colorscale": PALE if sudoku else PROB_SCALE, "showscale": False, "xgap": 1, "ygap": 1,
+             "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+            {"type": "scatter", "mode": "text", "x": [i % cols for i in range(S)], "y": [i // cols for i in range(S)],
+             "text": text, "hoverinfo": "skip", "showlegend": False,
+             "textfont": {"size": 13, "color": [CLASH if bad[i] else GIVEN if gv[i] > 1 else INK for i in range(S)]},
+             **ax}]
 
 
-def _board_axes(fig, rows, cols, row=None, col=None, kind="queens"):
+def _board_axes(fig, task, S, row=None, col=None):
     kw = {} if row is None else dict(row=row, col=col)
-    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, range=[-0.5, cols - 0.5],
-                     constrain="domain", **kw)
-    fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, range=[rows - 0.5, -0.5],
+    xr, yr = board_ranges(task, S)
+    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, range=xr, constrain="domain", **kw)
+    fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, range=yr,
                      scaleanchor="x" if row is None else None, **kw)
 
 
 def board(task, pred, probs=None, given=None, title=None, height=360, showscale=True) -> go.Figure:
-    traces, rows, cols = _board_traces(task, pred, probs, given, showscale=showscale)
-    fig = go.Figure(traces)
-    _board_axes(fig, rows, cols)
+    fig = go.Figure(board_traces(task, pred, probs, given))
+    _board_axes(fig, task, len(pred))
     return style(fig, title, height=height, legend=False)
+
+
+def board_editor(task, x, pending: int | None = None, height: int = 380) -> go.Figure:
+    """The input x as a board with a click target on every cell (on every node of a graph): clicking one selects
+    it, which the page turns into an edit (Task.edit). Cells that break a rule are drawn red."""
+    x = np.asarray(x)
+    fig = board(task, x, None, x, height=height, showscale=False)
+    if _kind(task) == "graph":
+        angle = 2 * np.pi * np.arange(task.n) / task.n - np.pi / 2
+        px, py, ids = np.cos(angle), np.sin(angle), list(range(task.n))
+        size = [40 if k == pending else 30 for k in ids]
+        line = [4 if k == pending else 0 for k in ids]
+    else:
+        rows, cols = grid_shape(task, len(x))
+        ids = list(range(len(x)))
+        px, py = np.array([i % cols for i in ids]), np.array([i // cols for i in ids])
+        size, line = 34 if len(x) <= 64 else 24, 0
+    fig.add_trace(go.Scatter(x=_r(px), y=_r(py), mode="markers", customdata=ids, showlegend=False,
+                             marker=dict(size=size, color="rgba(0,0,0,0.01)", line=dict(width=line, color=CLASH)),
+                             hovertemplate="click to edit<extra></extra>"))
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return fig
 
 
 def board_grid(task, boards: list, titles: list[str] | None = None, given=None, probs: list | None = None,
@@ -139,10 +217,9 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
                         vertical_spacing=0.08 if titles else 0.02)
     for i, b in enumerate(boards):
         r, c = i // ncols + 1, i % ncols + 1
-        traces, rows, cols = _board_traces(task, b, None if probs is None else probs[i], given)
-        for t in traces:
+        for t in board_traces(task, b, None if probs is None else probs[i], given):
             fig.add_trace(t, row=r, col=c)
-        _board_axes(fig, rows, cols, r, c)
+        _board_axes(fig, task, len(b), r, c)
     for i in range(1, nrows * ncols + 1):
         fig.layout[f"yaxis{'' if i == 1 else i}"].scaleanchor = f"x{'' if i == 1 else i}"
     fig.update_annotations(font=dict(size=12, color=MUTED))
@@ -293,43 +370,3 @@ def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wr
     fig = go.Figure(go.Bar(x=cats, y=vals, marker_color=[LPRM, VOTE, GRAM, BAD], text=vals, textposition="auto"))
     fig.update_yaxes(title="puzzles")
     return style(fig, "what the two selectors pick, puzzle by puzzle", height=300, legend=False)
-
-
-def animated_grid(task, probs_seq, step_names: list[str], ncols: int = 4, title: str | None = None,
-                  height_per_row: int = 170) -> go.Figure:
-    """An animation over recursion depth: probs_seq (R, N, S, V), one heat-map panel per sample, one frame per
-    step, with play/pause buttons and a step slider (Plotly frames: runs in the browser, no server round trip)."""
-    probs_seq = np.asarray(probs_seq, dtype=np.float32)
-    R, N, S, V = probs_seq.shape
-    rows, cols = grid_shape(task, S)
-    kind = _kind(task)
-    chan = 2 if kind in ("queens", "image") and V > 2 else None
-
-    def z(r, j):
-        p = probs_seq[r, j]
-        v = p[:, chan] if chan is not None else p.argmax(-1) / max(1, V - 1)
-        return v.reshape(rows, cols)
-
-    ncols = min(ncols, N)
-    nrows = math.ceil(N / ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.02, vertical_spacing=0.03)
-    scale = "Greys" if kind == "image" else PROB_SCALE
-    for j in range(N):
-        fig.add_trace(go.Heatmap(z=z(0, j), zmin=0, zmax=1, colorscale=scale, showscale=False, xgap=1 if kind != "image" else 0,
-                                 ygap=1 if kind != "image" else 0, hoverinfo="skip"), row=j // ncols + 1, col=j % ncols + 1)
-        _board_axes(fig, rows, cols, j // ncols + 1, j % ncols + 1)
-    fig.frames = [go.Frame(data=[go.Heatmap(z=z(r, j)) for j in range(N)], name=step_names[r]) for r in range(R)]
-    fig.update_layout(
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.02, xanchor="left", yanchor="top",
-                          direction="left", buttons=[
-                              dict(label="\u25b6 play", method="animate",
-                                   args=[None, dict(frame=dict(duration=350, redraw=True), fromcurrent=True)]),
-                              dict(label="\u23f8 pause", method="animate",
-                                   args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])])],
-        sliders=[dict(active=0, x=0.18, len=0.82, y=-0.02, yanchor="top", currentvalue=dict(prefix="step "),
-                      steps=[dict(method="animate", label=s, args=[[s], dict(mode="immediate", frame=dict(duration=0,
-                                                                                                          redraw=True))])
-                             for s in step_names])])
-    for i in range(1, nrows * ncols + 1):
-        fig.layout[f"yaxis{'' if i == 1 else i}"].scaleanchor = f"x{'' if i == 1 else i}"
-    return style(fig, title, height=nrows * height_per_row + 110, legend=False)

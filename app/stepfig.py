@@ -12,15 +12,13 @@ import math
 import numpy as np
 
 from app import figures
-from app.figures import FONT, INK, MUTED, PROB_SCALE, grid_shape
+from app.figures import FONT, INK, MUTED, _r, board_ranges, board_traces, grid_shape
 
 # Plotly.js knows only a few colour scales by name (the Python names are expanded by validation, which these
 # dict figures skip): every scale here is explicit
 ORANGES = [[0, "#fff7ed"], [0.5, "#fdba74"], [1, "#c2410c"]]
 PURPLES = [[0, "#faf5ff"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
-PALE = [[0, "#ffffff"], [1, "#ddd6fe"]]  # Sudoku confidence: light enough for the digits on top
 LATENT = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]]
-GREYS = [[0, "#ffffff"], [1, "#000000"]]
 MAX_FRAMES = 64  # steps carried by a figure: longer traces keep every k-th step and the last
 LATENT_DIMS = 24  # latent dimensions shown in h heat maps: those that vary most over the run
 
@@ -32,51 +30,6 @@ def frame_steps(R: int, limit: int = MAX_FRAMES) -> list[int]:
     k = math.ceil(R / limit)
     out = list(range(0, R, k))
     return out if out[-1] == R - 1 else out + [R - 1]
-
-
-def _r(a, nd: int = 3):
-    """Rounded plain lists: a frame of JSON numbers, not 17-digit floats."""
-    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
-
-
-# --- boards as trace dicts, a fixed number per task kind so that frames can replace them ---------------
-def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y") -> list[dict]:
-    """One board as trace dicts on axes (xa, ya): always the same number of traces for a task."""
-    pred = np.asarray(pred)
-    S = len(pred)
-    rows, cols = grid_shape(task, S)
-    kind = figures._kind(task)
-    ax = {"xaxis": xa, "yaxis": ya}
-    if kind == "queens":
-        pq = np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None else (pred == 2).astype(np.float32)
-        z = pq.reshape(rows, cols)
-        checker = (np.add.outer(np.arange(rows), np.arange(cols)) % 2) * 0.04
-        g = set(np.nonzero(np.asarray(given) == 2)[0].tolist()) if given is not None else set()
-        q = np.nonzero(pred == 2)[0].tolist()
-        new, old = [i for i in q if i not in g], sorted(g)
-        glyphs = lambda cells, color: {"type": "scatter", "mode": "text", "x": [i % cols for i in cells],
-                                       "y": [i // cols for i in cells], "text": ["\u265b"] * len(cells),
-                                       "textfont": {"size": 20, "color": color}, "hoverinfo": "skip",
-                                       "showlegend": False, **ax}
-        return [{"type": "heatmap", "z": _r(z + checker * (z < 0.05)), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
-                 "showscale": False, "customdata": _r(z, 2), "xgap": 1.5, "ygap": 1.5,
-                 "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
-                glyphs(new, "#111827"), glyphs(old, "#b45309")]
-    if kind == "image":
-        z = (np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None and np.asarray(probs).shape[-1] >= 3
-             else (pred == pred.max()).astype(np.float32))
-        return [{"type": "heatmap", "z": _r(z.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": GREYS,
-                 "showscale": False, "hoverinfo": "skip", **ax}]
-    conf = np.asarray(probs, dtype=np.float32).max(-1) if probs is not None else np.ones(S, np.float32)
-    sudoku = kind == "sudoku"
-    text = [(str(int(t) - 1) if int(t) > 1 else "") if sudoku else str(int(t)) for t in pred]
-    gv = np.asarray(given) if given is not None else np.zeros(S)
-    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1,
-             "colorscale": PALE if sudoku else PROB_SCALE,
-             "showscale": False, "xgap": 1, "ygap": 1, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
-            {"type": "scatter", "mode": "text", "x": [i % cols for i in range(S)], "y": [i // cols for i in range(S)],
-             "text": text, "hoverinfo": "skip", "showlegend": False,
-             "textfont": {"size": 13, "color": ["#c2410c" if gv[i] > 1 else INK for i in range(S)]}, **ax}]
 
 
 def cell_map(values, shape: tuple[int, int], xa: str, ya: str, scale, zrange: tuple[float, float], what: str) -> dict:
@@ -97,22 +50,23 @@ def position_shape(task, L: int) -> tuple[int, int]:
 
 
 # --- layout helpers ------------------------------------------------------------------------------------
-def _axis(domain, anchor: str, board: bool = False, rows: int = 0, cols: int = 0, **kw) -> dict:
-    a = {"domain": list(domain), "anchor": anchor, "showgrid": False, "zeroline": False, **kw}
-    if board:
-        a.update(showticklabels=False, range=[-0.5, cols - 0.5] if cols else None, constrain="domain")
-    return a
+def _axis(domain, anchor: str, **kw) -> dict:
+    return {"domain": list(domain), "anchor": anchor, "showgrid": False, "zeroline": False, **kw}
 
 
-def _board_axes(layout: dict, k: int, xdom, ydom, rows: int, cols: int) -> tuple[str, str]:
-    """Axes x{k}/y{k} for a board in the given domains, square cells, row 0 on top."""
-    xs, ys = ("" if k == 1 else str(k)), ("" if k == 1 else str(k))
-    layout[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": f"y{ys}", "showgrid": False, "zeroline": False,
-                            "showticklabels": False, "range": [-0.5, cols - 0.5], "constrain": "domain"}
-    layout[f"yaxis{ys}"] = {"domain": list(ydom), "anchor": f"x{xs}", "showgrid": False, "zeroline": False,
-                            "showticklabels": False, "range": [rows - 0.5, -0.5], "scaleanchor": f"x{xs}",
+def _grid_ranges(rows: int, cols: int) -> tuple[list, list]:
+    return [-0.5, cols - 0.5], [rows - 0.5, -0.5]
+
+
+def _board_axes(layout: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:
+    """Axes x{k}/y{k} for a board in the given domains, with square cells."""
+    xs = "" if k == 1 else str(k)
+    layout[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": f"y{xs}", "showgrid": False, "zeroline": False,
+                            "showticklabels": False, "range": ranges[0], "constrain": "domain"}
+    layout[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": f"x{xs}", "showgrid": False, "zeroline": False,
+                            "showticklabels": False, "range": ranges[1], "scaleanchor": f"x{xs}",
                             "constrain": "domain"}
-    return f"x{xs}", f"y{ys}"
+    return f"x{xs}", f"y{xs}"
 
 
 def _title(text: str, xdom, ytop: float) -> dict:
@@ -167,12 +121,12 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     steps = frame_steps(R)
     S = len(x)
     L = rec["dh"].shape[1]
-    rows, cols = grid_shape(task, S)
     prow, pcol = position_shape(task, L)
     layout = _base_layout(700)
     top, mid = (0.50, 1.0), (0.0, 0.40)
     panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
-    axes = [_board_axes(layout, k + 1, panels[k], top, *(rows, cols) if k < 2 else (prow, pcol)) for k in range(4)]
+    axes = [_board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
+            for k in range(4)]
     layout["xaxis5"] = _axis((0.0, 0.46), "y5", title={"text": "latent dimension (the most varying)"},
                              showticklabels=False)
     layout["yaxis5"] = _axis(mid, "x5", title={"text": "position"}, autorange="reversed", showticklabels=False)
@@ -240,7 +194,6 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     """coords (R, N, k) on fixed PCA axes; pred (R, S) and probs (R, S, V) of the picked trajectory."""
     R, N, _ = coords.shape
     steps = frame_steps(R)
-    rows, cols = grid_shape(task, len(x))
     layout = _base_layout(600)
     data = []
     colors = [figures.label_color(a) for a in answer_labels]
@@ -272,7 +225,7 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
                                 range=pad(coords[..., 0]))
         layout["yaxis"] = _axis((0.0, 0.92), "x", title={"text": f"PC2 ({100 * explained[1]:.1f}% of variance)"},
                                 range=pad(coords[..., 1]))
-    bx, by = _board_axes(layout, 2, (0.66, 1.0), (0.1, 0.85), rows, cols)
+    bx, by = _board_axes(layout, 2, (0.66, 1.0), (0.1, 0.85), board_ranges(task, len(x)))
     n_static = len(data)
 
     def dynamic(i: int) -> list[dict]:
@@ -305,7 +258,6 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     with a marker at the shown step."""
     R, N, S = pred.shape
     steps = frame_steps(R)
-    rows, cols = grid_shape(task, S)
     ncols = min(ncols, N)
     nrows = math.ceil(N / ncols)
     height = nrows * 150 + 330
@@ -319,7 +271,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
         r, c = divmod(j, ncols)
         xd = (c * (w + gap), c * (w + gap) + w)
         yd = (1 - (r + 1) * hrow + 0.03, 1 - r * hrow - 0.01)
-        axes.append(_board_axes(layout, j + 1, xd, yd, rows, cols))
+        axes.append(_board_axes(layout, j + 1, xd, yd, board_ranges(task, S)))
         cells.append((xd, yd[1]))
     k = N + 1
     layout[f"xaxis{k}"] = _axis((0.0, 1.0), f"y{k}", title={"text": "supervision step"},

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from app import compute, state
+from app import compute, figures, state
 from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
@@ -179,7 +179,8 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
     """Preset / random test puzzle of the checkpoint's own split (its train.seed) / typed puzzle, bound to the
     URL. Returns input tokens (S,) or None (with an error shown) when a typed puzzle does not parse."""
     pres = state.presets(task.name)
-    sources = ["preset", "random test puzzle", "type one"] if pres else ["random test puzzle", "type one"]
+    sources = (["preset"] if pres else []) + ["random test puzzle", "type one"] + \
+        (["click to edit"] if task.board in EDITABLE else [])
     src = st.segmented_control("Puzzle", sources, key=state_key(prefix, "src", sources[0], valid=lambda v: v in sources),
                                label_visibility="collapsed") or sources[0]
     if src == "preset":
@@ -187,6 +188,8 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
         k = st.selectbox("Preset", range(len(names)), format_func=lambda i: names[i],
                          key=state_key(prefix, "preset", 0, int, valid=lambda v: 0 <= v < len(names)))
         return task.parse(pres[k]["puzzle"])
+    if src == "click to edit":
+        return board_editor(task, prefix, task.parse(pres[0]["puzzle"]) if pres else task.split("test", split_seed).inputs[0])
     if src == "random test puzzle":
         split = task.split("test", split_seed)
         i = st.number_input(f"Test puzzle # (0-{len(split) - 1})", 0, len(split) - 1,
@@ -202,6 +205,62 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
         return None
     except Exception as e:
         st.error(f"That puzzle does not parse ({type(e).__name__}: {e})", icon=":material/error:")
+        return None
+
+
+EDITABLE = ("queens", "sudoku", "graph")
+
+
+def board_editor(task, prefix: str, start: torch.Tensor) -> torch.Tensor | None:
+    """An input edited by clicking its board: a queen placed or taken away, a digit written or erased, an edge
+    drawn between two clicked nodes. Returns the input, or None (with the broken rule on the board and in
+    words) while it breaks one. The edited input lives in the session, under `<prefix>_edit`."""
+    key, n_key = f"{prefix}_edit", f"{prefix}_edits"
+    if len(st.session_state.get(key, [])) != task.seq_len:
+        st.session_state[key] = start.tolist()
+        st.session_state[n_key] = 0
+    x = torch.tensor(st.session_state[key])
+    value = None
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    if task.board == "sudoku":
+        value = c1.segmented_control("Digit to write", ["erase", *range(1, 10)], key=f"{prefix}_digit",
+                                     default=1)
+        value = None if value in (None, "erase") else int(value)
+    else:
+        c1.caption("Click a node, then another: the edge between them is drawn or removed." if task.board == "graph"
+                   else "Click a cell to place a queen or take one away.")
+    if c2.button("Start again", key=f"{prefix}_edit_reset", icon=":material/restart_alt:"):
+        st.session_state[key] = start.tolist()
+        st.session_state[n_key] += 1
+        st.session_state.pop(f"{prefix}_pending", None)
+        st.rerun()
+    pending = st.session_state.get(f"{prefix}_pending")
+    chart_key = f"{prefix}_editor_{st.session_state[n_key]}"  # a new chart after each edit: its selection is spent
+    ev = st.plotly_chart(figures.board_editor(task, x, pending), key=chart_key, on_select="rerun",
+                         selection_mode="points", config=CHART)
+    try:
+        pts = ev["selection"]["points"] if ev else []
+    except (KeyError, TypeError):
+        pts = []
+    if pts and "customdata" in pts[0]:
+        cd = pts[0]["customdata"]
+        target = int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+        if task.board == "graph" and pending is None:
+            st.session_state[f"{prefix}_pending"] = target
+        else:
+            try:
+                edited = task.edit(x, (pending, target) if task.board == "graph" else target, value)
+                st.session_state[key] = edited.tolist()
+            except ValueError as e:
+                st.warning(str(e), icon=":material/touch_app:")
+            st.session_state.pop(f"{prefix}_pending", None)
+        st.session_state[n_key] += 1
+        st.rerun()
+    try:
+        return task.parse(task.format_input(x))
+    except ValueError as e:
+        st.error(f"This board breaks a rule: {e}. The cells at fault are red; click them to change them.",
+                 icon=":material/error:")
         return None
 
 

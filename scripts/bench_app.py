@@ -51,7 +51,7 @@ DRAWN = """() => {
 STEP = """async () => {
   const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
   if (!gd) return null;
-  const label = gd.querySelector('.slider-currentvalue');
+  const label = gd.querySelector('.slider-group > .slider-label');
   const before = label.textContent;
   const target = gd.layout.sliders[0].steps[0].args[0][0];
   const t0 = performance.now();

@@ -85,20 +85,22 @@ def test_recursion_steps_in_the_browser_without_the_server(server, chromium, sho
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
     page.goto(f"{server.url}/recursion?rec_depth=8")
     testkit.wait_rendered(page, charts=1)
-    label = page.locator(".js-plotly-plot .slider-currentvalue").first
-    assert label.inner_text().strip() == "step 8.2"
+    label = page.locator(".js-plotly-plot .slider-group > .slider-label").first
+    assert label.text_content().strip() == "step 8.2"
     board = lambda: page.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].z)")
     before, n_sent = board(), len(sent)
-    rail = page.locator(".js-plotly-plot .slider-rail-touch-rect").first.bounding_box()
+    rail_el = page.locator(".js-plotly-plot .slider-rail-touch-rect").first
+    rail_el.scroll_into_view_if_needed()
+    rail = rail_el.bounding_box()
     page.mouse.click(rail["x"] + 3, rail["y"] + rail["height"] / 2)  # the left end: the first step
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-currentvalue')"
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-group > .slider-label')"
                            ".textContent.trim() === 'step 1.1'", timeout=10_000)
     assert board() != before
     page.wait_for_timeout(300)
     assert len(sent) == n_sent, "a step went to the server"
     # play runs through the frames in the page
-    page.get_by_text("play").first.click()
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-currentvalue')"
+    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # the first button: play
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-group > .slider-label')"
                            ".textContent.trim() !== 'step 1.1'", timeout=10_000)
     assert len(sent) == n_sent
     no_traceback(page)
@@ -111,8 +113,8 @@ def test_short_training_from_the_train_page(server, chromium, shots):
     page, _ = new_page(chromium)
     page.goto(f"{server.url}/train")
     page.get_by_text("Start training").wait_for(timeout=60_000)
-    page.get_by_label("Optimiser steps").fill("3")
-    page.get_by_label("Batch").fill("8")
+    page.get_by_role("spinbutton", name="Optimiser steps").fill("3")
+    page.get_by_role("spinbutton", name="Batch").fill("8")
     page.get_by_label("More settings (key=value, comma-separated)").fill("D=32, n_layers=1, n_sup=2, eval_samples=8")
     page.get_by_role("button", name=re.compile("Start training")).click()
     page.get_by_text(re.compile(r"done: step 3 of 3")).wait_for(timeout=120_000)
@@ -124,4 +126,26 @@ def test_short_training_from_the_train_page(server, chromium, shots):
     testkit.wait_rendered(page, charts=1)
     no_traceback(page)
     page.screenshot(path=str(shots / "recursion_trained.png"), full_page=True)
+    page.close()
+
+
+def test_clicking_a_board_cell_edits_the_puzzle(server, chromium, shots):
+    """Your own input by clicking: a click on an empty cell of the editable board places a queen there."""
+    page, errors = new_page(chromium)
+    page.goto(f"{server.url}/recursion?rec_src=click+to+edit&rec_depth=2")
+    testkit.wait_rendered(page, charts=2)
+    count = ("() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];"
+             " return gd.data[1].x.length; }")  # the queens' glyph trace of the editor's board
+    before = page.evaluate(count)
+    drag = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    # cell (row 6, col 6) of the 7x7 board: the bottom-right corner, empty in the first preset
+    page.mouse.click(box["x"] + box["width"] * 13 / 14, box["y"] + box["height"] * 13 / 14)
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot')[0].data[1].x.length !== {before}",
+                           timeout=30_000)
+    testkit.wait_idle(page)
+    no_traceback(page)
+    page.screenshot(path=str(shots / "board_clicked.png"), full_page=True)
+    assert not errors, errors
     page.close()

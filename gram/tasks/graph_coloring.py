@@ -54,6 +54,7 @@ def canonicalise(colours: torch.Tensor) -> torch.Tensor:
 
 class GraphColoring(Task):
     multi_solution = True
+    board = "graph"
     rules = (f"Colour every node of the graph with one of {N_COLOURS} colours so that no edge joins two nodes of "
              "the same colour. Renaming the colours gives the same answer.")
     model_defaults = {"mixer": "mlp"}
@@ -121,6 +122,30 @@ class GraphColoring(Task):
         slots = pred[:, self.n_pairs:]
         coloured = ((slots >= COLOUR0) & (slots < self.vocab)).all(1)
         return coloured & (self.conflicts(x, pred) == 0)
+
+    def edges(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        """The graph of input x (S,) as node pairs."""
+        return [(i, j) for (i, j), t in zip(self.pairs.T.tolist(), x[: self.n_pairs].tolist()) if t == EDGE]
+
+    def clashes(self, x, pred):
+        """The colour slots of nodes on an edge whose ends share a colour (or lack one)."""
+        slot = pred[self.n_pairs:]
+        colour = torch.where((slot >= COLOUR0) & (slot < self.vocab), slot, -1)
+        hit = torch.zeros(len(pred), dtype=torch.bool)
+        for i, j in self.edges(x):
+            if colour[i] == colour[j] or colour[i] < 0 or colour[j] < 0:
+                hit[self.n_pairs + i] = hit[self.n_pairs + j] = True
+        return hit
+
+    def edit(self, x, target, value=None):
+        """Add the edge between the two nodes of target, or take it away."""
+        i, j = sorted(int(v) for v in target)
+        if i == j or not 0 <= i < j < self.n:
+            raise ValueError(f"an edge joins two different nodes 0..{self.n - 1}, got {i}-{j}")
+        k = int(((self.pairs[0] == i) & (self.pairs[1] == j)).nonzero()[0])
+        x = x.clone()
+        x[k] = NO_EDGE if x[k] == EDGE else EDGE
+        return x
 
     def canonical(self, pred):
         slots = pred[:, self.n_pairs:]

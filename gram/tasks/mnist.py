@@ -100,6 +100,7 @@ class MNIST(Task):
     name, seq_len, vocab, codec, image_side = "mnist", SIDE * SIDE, 3, "patch", SIDE
     multi_solution = True
     unconditional = True
+    board = "image"
     model_defaults = {"patch": 7}  # 16 latent positions: fewer independent noise draws, more coherent digits
     train_defaults = {"beta": 0.32}  # 16x the ELBO's weight (16 latent positions / 784 pixels); docs/recipe.md
 

@@ -39,6 +39,7 @@ def solutions(n: int) -> tuple[tuple[int, ...], ...]:
 
 class NQueens(Task):
     multi_solution = True
+    board = "queens"
     rules = ("Complete the board with one queen in every row so that no two queens attack each other along a "
              "row, a column or a diagonal. The given queens (amber) stay where they are.")
     # A fixed small grid: the sequence-MLP mixer learns it several times faster per step than attention
@@ -120,3 +121,18 @@ class NQueens(Task):
         return "/".join("".join(cells[r * self.n:(r + 1) * self.n]) for r in range(self.n))
 
     format_input = format_output
+
+    def clashes(self, x, pred):
+        """Queens that share a row, column or diagonal with another queen."""
+        queen = (pred == QUEEN).long()
+        hit = torch.zeros(len(pred), dtype=torch.bool)
+        for line in self.lines:
+            counts = torch.zeros(self.n_lines, dtype=torch.long).scatter_add_(0, line, queen)
+            hit |= counts[line] > 1
+        return hit & (queen > 0)
+
+    def edit(self, x, target, value=None):
+        """Place a queen on an empty cell, or take one away."""
+        x = x.clone()
+        x[int(target)] = EMPTY if x[int(target)] == QUEEN else QUEEN
+        return x

@@ -214,6 +214,7 @@ def _cells_text(tokens: torch.Tensor, blank: str) -> str:
 
 class Sudoku(Task):
     seq_len, vocab = 81, 11
+    board = "sudoku"
     rules = ("Fill the 9x9 grid so that every row, every column and every 3x3 box holds the digits 1-9 once. "
              "The givens (amber) stay; a proper puzzle has one solution.")
     model_defaults = {"mixer": "mlp"}
@@ -290,6 +291,22 @@ class Sudoku(Task):
     def format_output(self, y: torch.Tensor) -> str:
         """81 digits, row-major; '0' where a cell holds no digit."""
         return _cells_text(y, "0")
+
+    def clashes(self, x, pred):
+        """Digits repeated in a row, column or box, and givens overwritten."""
+        digit = torch.where(pred > BLANK, pred, 0)
+        hit = torch.zeros(81, dtype=torch.bool)
+        for unit in UNITS:
+            d = digit[unit]
+            counts = torch.zeros(11, dtype=torch.long).scatter_add_(0, d, torch.ones_like(d))
+            hit[unit] |= (d > 0) & (counts[d] > 1)
+        return hit | ((x > BLANK) & (pred != x))
+
+    def edit(self, x, target, value=None):
+        """Write digit `value` (1-9) into a cell, or blank it (value None or 0)."""
+        x = x.clone()
+        x[int(target)] = BLANK if not value else int(value) + 1
+        return x
 
 
 def clue_mask(n: int, cells: int, max_clues: int, gen: torch.Generator) -> torch.Tensor:
