@@ -370,3 +370,52 @@ def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wr
     fig = go.Figure(go.Bar(x=cats, y=vals, marker_color=[LPRM, VOTE, GRAM, BAD], text=vals, textposition="auto"))
     fig.update_yaxes(title="puzzles")
     return style(fig, "what the two selectors pick, puzzle by puzzle", height=300, legend=False)
+
+
+# --- commitment ---------------------------------------------------------------------------------------
+def answer_sankey(flow: dict, step_names: list[str], title: str, height: int = 380) -> go.Figure:
+    """gram.analysis.answer_flow as a Sankey: columns are record points, bands are trajectories."""
+    records = sorted({n["record"] for n in flow["nodes"]})
+    col = {r: k / max(1, len(records) - 1) for k, r in enumerate(records)}
+    nodes = flow["nodes"]
+    fig = go.Figure(go.Sankey(
+        arrangement="snap",
+        node=dict(label=[f"{n['label']} ({n['count']})" for n in nodes], pad=12, thickness=14,
+                  x=[0.001 + 0.998 * col[n["record"]] for n in nodes],
+                  color=[label_color(n["label"]) if n["label"] != "not valid yet" else BAD for n in nodes],
+                  customdata=[step_names[n["record"]] for n in nodes],
+                  hovertemplate="step %{customdata}: %{label}<extra></extra>"),
+        link=dict(source=[lk["source"] for lk in flow["links"]], target=[lk["target"] for lk in flow["links"]],
+                  value=[lk["value"] for lk in flow["links"]], color="rgba(124,58,237,0.18)")))
+    for r in records:
+        fig.add_annotation(x=col[r], y=-0.02, yanchor="top", xref="paper", yref="paper", text=f"step {step_names[r]}",
+                           showarrow=False, font=dict(size=12, color=MUTED))
+    style(fig, title, height=height, legend=False)
+    fig.update_layout(margin=dict(b=34))
+    return fig
+
+
+def commit_strip(steps: np.ndarray, labels: list[str], step_names: list[str], title: str, height: int = 260) -> go.Figure:
+    """One dot per trajectory at the step its answer stopped changing, coloured by that answer."""
+    order = np.argsort(steps, kind="stable")
+    fig = go.Figure(go.Scatter(x=steps[order], y=[labels[j] for j in order], mode="markers",
+                               marker=dict(size=11, color=[label_color(labels[j]) for j in order],
+                                           line=dict(color=INK, width=1)),
+                               customdata=[[j, step_names[steps[j]]] for j in order],
+                               hovertemplate="trajectory %{customdata[0]} settles at step %{customdata[1]}<extra></extra>"))
+    n = len(step_names)
+    every = max(1, n // 10)
+    fig.update_xaxes(title="step its answer stops changing", range=[-0.5, n - 0.5], tickvals=list(range(0, n, every)),
+                     ticktext=step_names[::every])
+    fig.update_yaxes(title="", type="category")
+    return style(fig, title, height=height, legend=False)
+
+
+def disagreement_map(d: np.ndarray, step_names: list[str], title: str, height: int = 300) -> go.Figure:
+    """gram.analysis.disagreement (R, S): steps down, cells across."""
+    fig = go.Figure(go.Heatmap(z=_r(d, 2), zmin=0, zmax=float(max(0.05, d.max())), colorscale="Oranges",
+                               colorbar=dict(thickness=10, len=0.8, title="split"),
+                               y=step_names, hovertemplate="step %{y}, cell %{x}: %{z:.2f} disagree<extra></extra>"))
+    fig.update_xaxes(title="cell (position in the answer)", showgrid=False)
+    fig.update_yaxes(title="step", showgrid=False, autorange="reversed", type="category")
+    return style(fig, title, height=height, legend=False)

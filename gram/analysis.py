@@ -159,3 +159,48 @@ def align_steps(trace: Trace, other: Trace) -> np.ndarray:
     pos = {(int(s), int(t)): k for k, (s, t) in enumerate(zip(other.sup.tolist(), other.trans.tolist()))}
     return np.array([pos.get((int(s), min(int(t), T2)), len(other.sup) - 1)
                      for s, t in zip(trace.sup.tolist(), trace.trans.tolist())])
+
+
+# --- commitment: when and where trajectories decide ---------------------------------------------------
+def commit_steps(trace: Trace) -> np.ndarray:
+    """(B,) for each trajectory, the first record point from which its decoded answer never changes again
+    (0: it never changed; R - 1: it changed at the very last record)."""
+    pred = trace.pred  # (R, B, S)
+    changed = (pred[1:] != pred[:-1]).any(-1)  # (R - 1, B): the answer moved into record r + 1
+    R = len(pred)
+    last = torch.where(changed, torch.arange(1, R)[:, None], torch.zeros_like(changed, dtype=torch.long))
+    return last.max(0).values.numpy()
+
+
+def disagreement(trace: Trace) -> np.ndarray:
+    """(R, S) per record point and cell, the share of trajectories whose token differs from the most common
+    one there: 0 where all agree, near 1 - 1/V where they split evenly. The cells that decide between answers."""
+    pred = trace.pred  # (R, B, S)
+    B = pred.shape[1]
+    V = int(pred.max()) + 1
+    counts = torch.zeros(*pred.shape[::2], V).scatter_add_(-1, pred.transpose(1, 2), torch.ones(pred.transpose(1, 2).shape))
+    return (1 - counts.max(-1).values / B).numpy()
+
+
+def answer_flow(trace: Trace, records: list[int], names=None) -> dict:
+    """Which trajectories share an answer at each of the given record points, as a Sankey diagram's nodes and
+    links: a node per (record, answer name) with its trajectory count, a link per pair of consecutive nodes
+    that trajectories move between. names(answer tuple) names an answer (answers with one name are one node;
+    default: 'answer k' in order seen)."""
+    seen: dict = {}
+    name = names or (lambda a: seen.setdefault(a, f"answer {len(seen) + 1}"))
+    nodes, index, groups = [], {}, []
+    for r in records:
+        g = [name(tuple(row)) for row in trace.pred[r].tolist()]
+        for a in g:
+            if (r, a) not in index:
+                index[(r, a)] = len(nodes)
+                nodes.append({"record": r, "label": a, "count": 0})
+            nodes[index[(r, a)]]["count"] += 1
+        groups.append(g)
+    links: dict = {}
+    for k in range(1, len(records)):
+        for a, b in zip(groups[k - 1], groups[k]):
+            key = (index[(records[k - 1], a)], index[(records[k], b)])
+            links[key] = links.get(key, 0) + 1
+    return {"nodes": nodes, "links": [{"source": s, "target": t, "value": v} for (s, t), v in links.items()]}

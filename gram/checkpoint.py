@@ -153,13 +153,17 @@ def read_json(path: Path) -> dict:
     return obj
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _refuse_pickle(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:2] == b"\x80\x02" or head[:2] == b"PK":
         raise CheckpointError(f"{path}: a pickle/zip file (e.g. torch.save), not safetensors; refusing to unpickle it")
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    _refuse_pickle(path)
     try:
         return {k: v.clone() for k, v in load_file(str(path)).items()}  # detach from the file's memory map
     except (SafetensorError, OSError, ValueError) as e:
@@ -218,8 +222,7 @@ def check_shapes(cfg: Config, path: Path) -> None:
     if n > MAX_PARAMETERS:
         raise CheckpointError(f"{path.parent / 'config.json'}: describes up to {n:,} parameters, more than the "
                               f"{MAX_PARAMETERS:,} this loader builds")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
+    _refuse_pickle(path)
     try:
         with safe_open(str(path), "pt") as f:
             numel = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())

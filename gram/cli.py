@@ -62,8 +62,10 @@ def cmd_train(args) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a directory")
-    lock = RunLock(out).acquire()  # held until exit: a second trainer on this run is refused
-    recover(out)
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 writes the run; the others only read it
+    lock = RunLock(out).acquire() if writer else None  # held until exit: a second trainer on this run is refused
+    if writer:
+        recover(out)
     existing = [n for n in RUN_FILES if (out / n).exists()]
     if args.resume:
         if args.config or args.task or args.set:
@@ -84,7 +86,8 @@ def cmd_train(args) -> None:
         cfg = cfg.override(args.set or [])
         if args.steps:
             cfg.train.steps = args.steps
-        _check_writable(out)
+        if writer:
+            _check_writable(out)
         tr = Trainer(cfg, out=out)
     t = tr.cfg.train
     bar = tqdm(total=t.steps, initial=tr.step, desc=f"train {t.task} ({tr.cfg.model.mode})", file=sys.stderr,
@@ -112,7 +115,8 @@ def cmd_train(args) -> None:
                                f"kept (step {_saved_step(out)})") from None
     finally:
         bar.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
     if STOP["signal"] is not None:
         print(f"interrupted at step {tr.step}; saved. Continue with: python -m gram train --out {out} --resume",
               file=sys.stderr)

@@ -63,8 +63,8 @@ class Trace:
     value: torch.Tensor  # (R, B) LPRM value in [0, 1]
     halt: torch.Tensor  # (R, B) halting probability
     live: torch.Tensor  # (R, B) bool: the row had not halted yet (halted rows repeat their last state)
-    # 'mu', 'sigma', 'eps': (R, B, L) summaries or (R, B, L, D); 'kl': (R, B) KL(q || p) summed over D and
-    # averaged over positions, when the posterior steered
+    # 'mu', 'sigma', 'eps': (R, B, L) summaries or (R, B, L, D); 'kl': (R, B, L) KL(q || p) summed over D, per
+    # position, when the posterior steered (its mean over positions is the training loss's KL)
     noise: dict = field(default_factory=dict)
     final: torch.Tensor | None = None  # (B, S) answer of each trajectory (at its halting step under ACT)
     final_value: torch.Tensor | None = None  # (B,)
@@ -231,7 +231,7 @@ def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] |
                         rec["sigma"].append((step.sigma if full else step.sigma.mean(-1)).half())
                         rec["eps"].append((step.eps if full else step.eps.pow(2).mean(-1).sqrt()).half())
                     if step.posterior is not None:
-                        rec["kl"].append(gaussian_kl(*step.posterior, *step.prior).sum(-1).mean(-1))
+                        rec["kl"].append(gaussian_kl(*step.posterior, *step.prior).sum(-1))  # (B, L): per position
         # end of a supervision step: ACT decision on the rows still running
         final = pred if final is None else torch.where(done[:, None], final, pred)
         final_value = value if final_value is None else torch.where(done, final_value, value)

@@ -63,21 +63,23 @@ rec = {"pred": tr.pred[:, 0].numpy(), "probs": tr.probs[:, 0].float().numpy(),
        "h": tr.h[:, 0].float().numpy()[:, :, dims], "value": tr.value[:, 0].numpy(), "halt": tr.halt[:, 0].numpy(),
        "halt_at": inference(card, cfg.train.n_sup)["halt_at"], "act_stop": tr.act_stop(),
        "p_pred": None}
-p_ok = None
+p_ok = kl = None
 if other is not None:
     j = analysis.align_steps(tr, other)
     rec.update(p_pred=other.pred[j, 0].numpy(), p_probs=other.probs[j, 0].float().numpy(), p_halt=other.halt[j, 0].numpy())
     p_ok = task.is_correct(x[None].expand(R, -1), other.pred[j, 0]).numpy()
-    kl = other.noise["kl"][j, 0].numpy() if "kl" in other.noise else None
+    kl = other.noise["kl"][j, 0].float().numpy() if "kl" in other.noise else None  # (R, L) per position
+    if kl is not None:  # the guidance panel shows where the answer had to steer instead of the prior's scale
+        rec["sigma"] = kl
 verdict = lambda v: "✓ valid" if v else "✗ not valid yet"
 mode_name = state.MODE_LABELS.get(ck.mode, ck.mode)
 titles = {
     "board": lambda i: f"{mode_name.split(' (')[0]} · {verdict(ok[i])}",
-    "partner": (lambda i: f"{partner_name.split(' (')[0]} · {verdict(p_ok[i])}"
-                + (f" · KL {kl[i]:.3f}" if other is not None and kl is not None else "")) if other is not None
+    "partner": (lambda i: f"{partner_name.split(' (')[0]} · {verdict(p_ok[i])}") if other is not None
     else (lambda i: "the puzzle (no partner checkpoint)"),
     "dh": lambda i: f"where h moved (|Δh| {float(np.linalg.norm(rec['dh'][i])):.1f})",
-    "sigma": (lambda i: f"where the prior explores (σ_p {float(sigma[i].mean()):.3f})") if sigma is not None
+    "sigma": (lambda i: f"where the answer steered (KL {float(kl[i].mean()):.3f})") if other is not None and kl is not None
+    else (lambda i: f"where the prior explores (σ_p {float(sigma[i].mean()):.3f})") if sigma is not None
     else (lambda i: "no guidance noise in this mode"),
 }
 step0 = ui.step_index("rec", R)

@@ -5,6 +5,7 @@ from collections import Counter
 
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from app import compute, figures, state, stepfig, ui, views
 from gram import analysis
@@ -96,6 +97,27 @@ with s2:
                                        "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
                                        colors={"distinct answers": figures.VOTE}, height=260),
                     key="traj_distinct", config=ui.CHART)
+
+st.markdown("#### When and where do trajectories decide?")
+st.caption("Each trajectory keeps changing its answer for a while, then commits. Left: the step at which each "
+           "one's answer stops changing. Right: per cell and step, the share of trajectories that disagree with the "
+           "majority there: the cells that decide between solutions. Below: how the trajectories regroup over depth.")
+commit = analysis.commit_steps(tr)
+d1, d2 = st.columns(2)
+with d1:
+    ui.chart(figures.commit_strip(commit, labels, step_names, "when each trajectory commits"), "traj_commit")
+with d2:
+    ui.chart(figures.disagreement_map(analysis.disagreement(tr), step_names, "where they disagree"),
+             "traj_disagree")
+ends = [k for k in range(R) if int(tr.trans[k]) == int(tr.trans.max())]
+cols_at = sorted({ends[min(len(ends) - 1, round(q * (len(ends) - 1) / 5))] for q in range(6)})
+name_of = {}
+for a in [tuple(r) for k in cols_at for r in tr.pred[k].tolist()]:
+    if a not in name_of:
+        lab, ok = compute.answer_labels(task, x, torch.tensor([a]), known)
+        name_of[a] = lab[0] if ok[0] else "not valid yet"
+ui.chart(figures.answer_sankey(analysis.answer_flow(tr, cols_at, name_of.get), step_names,
+                               "answers over depth: which trajectories share one, step by step"), "traj_flow")
 
 st.markdown("#### Branch from a step")
 st.caption("Replay one trajectory up to a supervision step, then let M fresh noise streams continue from there: "

@@ -131,7 +131,7 @@ def test_act_freezes_halted_rows_only():
 def test_posterior_rollout_records_kl_and_deterministic_mode_has_no_noise():
     m, x = tiny(), inputs(2)
     tr = posterior_rollout(m, x, x, n_sup=2, dtype="fp32")
-    assert tr.noise["kl"].shape == (2, 2) and (tr.noise["kl"] >= 0).all()
+    assert tr.noise["kl"].shape == (2, 2, tr.h.shape[2]) and (tr.noise["kl"] >= 0).all()
     det = tiny("deterministic")
     with pytest.raises(ValueError):
         posterior_rollout(det, x, x)
