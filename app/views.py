@@ -169,8 +169,6 @@ def default_views(path: str) -> list[tuple[str, dict]]:
     out = []
     for page in ("recursion", "tour", "trajectories", "generation", "coverage"):
         p = PAGE[page]
-        if page == "generation" and not task.unconditional:
-            continue
         out.append((page, {"x": x, "n": p["n"], "seed": 0, "n_sup": depth(page, card, cfg),
                            "temperature": temp, "record": p["record"],
                            "latents": p["latents"]}))
