@@ -46,6 +46,11 @@ if pending:
     for k, v in pending.items():
         st.session_state[k] = v
 
+# a lesson link (?lesson=true) opens one focused view: no sidebar, no advanced panels, as TensorFlow Playground does
+lesson = st.session_state[ui.state_key("g", "lesson", False, lambda v: v.lower() in ("1", "true"))]
+if lesson:
+    st.markdown("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'], "
+                "[data-testid='stExpander'] {display: none !important;}</style>", unsafe_allow_html=True)
 tasks = task_names()
 with st.sidebar:
     st.markdown("<div class='gram-brand'>GRAM <span>Explorer</span></div>", unsafe_allow_html=True)

@@ -118,6 +118,23 @@ def step_index(prefix: str, R: int) -> int:
     return int(st.session_state[step_key(prefix, R)])
 
 
+def download_numbers(name: str, numbers: dict, key: str) -> None:
+    """The numbers behind a view, as JSON, for a slide or a notebook."""
+    import json
+
+    import numpy as np
+
+    def plain(v):
+        if isinstance(v, str) or not hasattr(v, "__len__"):
+            return v
+        a = np.asarray(v)
+        return a.round(5).tolist() if a.dtype.kind == "f" else a.tolist()
+
+    plain_numbers = {k: plain(v) for k, v in numbers.items()}
+    st.download_button("The numbers behind this view (JSON)", json.dumps(plain_numbers), file_name=f"{name}.json",
+                       mime="application/json", key=key, icon=":material/download:")
+
+
 def chart(fig, key: str, **kw):
     """st.plotly_chart with the house settings: the toolbar's camera saves a PNG for a slide."""
     return st.plotly_chart(fig, key=key, config=CHART, **kw)

@@ -84,6 +84,11 @@ titles = {
 }
 step0 = ui.step_index("rec", R)
 ui.stepping_chart(stepfig.recursion(task, x.numpy(), rec, labels, step0, titles), "rec_view")
+ui.download_numbers(f"recursion-{ck.mode}-seed{sel['seed']}", {
+    "steps": labels, "answer": [task.format_output(p) for p in tr.pred[:, 0]], "valid": ok, "lprm_value": rec["value"],
+    "p_halt": rec["halt"], "h_change_per_position": rec["dh"],
+    **({"sigma_p_per_position": sigma} if sigma is not None else {}),
+    **({"kl_per_position": kl} if kl is not None else {})}, "rec_download")
 if other is None and not show_q:
     ui.need_partner(sel, partner_mode, "rec_partner_train")
 with st.expander("What am I looking at?", expanded=False):

@@ -63,6 +63,9 @@ with r:
                                               int((~vote_ok & lprm_ok).sum()), int((~vote_ok & ~lprm_ok).sum())),
                     key="sel_bars", config=ui.CHART)
 
+ui.download_numbers(f"selection-{ck.mode}-n{n}", {**cur, "vote_pick_valid": vote_ok, "lprm_pick_valid": lprm_ok},
+                    "sel_download")
+
 st.markdown("#### One puzzle up close")
 differ = [i for i in range(P) if vote_ok[i] != lprm_ok[i] or
           not np.array_equal(b["answers"][i, iv[i]], b["answers"][i, il[i]])]

@@ -119,6 +119,10 @@ for a in [tuple(r) for k in cols_at for r in tr.pred[k].tolist()]:
 ui.chart(figures.answer_sankey(analysis.answer_flow(tr, cols_at, name_of.get), step_names,
                                "answers over depth: which trajectories share one, step by step"), "traj_flow")
 
+ui.download_numbers(f"trajectories-seed{sel['seed']}", {
+    "steps": step_names, "pca_coords": proj.coords, "explained_variance": proj.explained, "final_answer": labels,
+    "commit_step": [step_names[c] for c in commit], "seeds": tr.seeds}, "traj_download")
+
 st.markdown("#### Branch from a step")
 st.caption("Replay one trajectory up to a supervision step, then let M fresh noise streams continue from there: "
            "how committed is it to its answer at that point?")

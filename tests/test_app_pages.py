@@ -304,3 +304,19 @@ def test_sidebar_accuracy_prefers_the_cards_test_evaluation():
     assert card_accuracy({"metrics": tested}) == ("test accuracy, depth 256", "92%")
     assert card_accuracy({"metrics": held_out}) == ("held-out accuracy, 1 sample", "0%")
     assert card_accuracy({"metrics": "junk"}) is None and card_accuracy({}) is None
+
+
+def test_lesson_link_hides_the_sidebar_and_keeps_its_flag(env):
+    at = open_page("recursion", {"g_lesson": "true"})
+    clean(at)
+    assert any("stSidebar" in m.value and "display: none" in m.value for m in at.markdown)
+    assert at.query_params["g_lesson"] in ("True", ["True"], "true", ["true"])
+
+
+def test_views_offer_their_numbers(env):
+    import json
+
+    for page, key in (("recursion", "rec_download"), ("trajectories", "traj_download"), ("selection", "sel_download")):
+        at = open_page(page)
+        clean(at)
+        assert any(getattr(el.proto, "id", "").endswith(key) or key in str(el.proto) for el in at.get("download_button")), page
