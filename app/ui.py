@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from app import compute, figures, state
+from app import compute, figures, state, views
 from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
@@ -206,7 +206,7 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
                          key=state_key(prefix, "preset", 0, int, valid=lambda v: 0 <= v < len(names)))
         return task.parse(pres[k]["puzzle"])
     if src == "click to edit":
-        return board_editor(task, prefix, task.parse(pres[0]["puzzle"]) if pres else task.split("test", split_seed).inputs[0])
+        return board_editor(task, prefix, views.default_input(task, split_seed))
     if src == "random test puzzle":
         split = task.split("test", split_seed)
         i = st.number_input(f"Test puzzle # (0-{len(split) - 1})", 0, len(split) - 1,

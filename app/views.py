@@ -1,6 +1,6 @@
 """The rollouts behind the app's views, cached on disk, and the default view of every page.
 
-No Streamlit here: `python scripts/warm_views.py` and the server's background warmer call the same functions
+No Streamlit here: `python -m app.warm` (which the server also starts in the background) calls the same functions
 as the pages, so a view the warmer made is the view a page opens. A cached rollout is keyed by a digest of its
 checkpoint's files (weights, config) and every argument; a re-saved checkpoint gets new entries, and an entry
 that does not match or does not read is recomputed (gram.tasks.cache). Files live under

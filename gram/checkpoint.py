@@ -137,10 +137,6 @@ def write_json(path: Path, obj) -> None:
     _atomic(Path(path), lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True)))
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    _atomic(Path(path), lambda p: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(p)))
-
-
 def read_json(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")

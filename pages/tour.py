@@ -24,15 +24,16 @@ if ck is not None:
     with ui.guard("the live figures"):
         _, cfg, card = compute.load(ck, task.name)
         split_seed = cfg.train.seed
+x = views.default_input(task, split_seed)
+if cfg is not None:
+    with ui.guard("the live figures"):
         p = views.PAGE["tour"]
-        x = views.default_input(task, split_seed)
         tr = compute.trace(ck, x, n=p["n"], seed=sel["seed"], n_sup=views.depth("tour", card, cfg),
                            temperature=views.temperature(card, cfg), record=p["record"], latents=p["latents"])
-else:
+if ck is None:
     st.info(f"No {sel['mode']} checkpoint for {task.name} yet: the figures below need one. "
             "Pick another mode in the sidebar, upload one, or train one on the Train page.", icon=":material/info:")
 pres = state.presets(task.name)
-x = views.default_input(task, split_seed)
 known = compute.known_solutions(task.name, split_seed, x) if not task.unconditional else None
 what = ("the blank input" if task.unconditional else pres[0]["name"] if pres else "a held-out puzzle")
 
