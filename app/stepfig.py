@@ -89,7 +89,7 @@ def player(labels: list[str], steps: list[int], active: int, prefix: str = "step
                                                       "fromcurrent": True, "transition": {"duration": 0}}]},
                                      {"label": "\u275a\u275a pause", "method": "animate",
                                       "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
-        "sliders": [{"active": start, "x": 0.14, "len": 0.86, "y": -0.06, "yanchor": "top", "pad": {"t": 20},
+        "sliders": [{"active": start, "x": 0.2, "len": 0.8, "y": -0.06, "yanchor": "top", "pad": {"t": 20},
                      "currentvalue": {"prefix": prefix, "font": {"size": 14, "color": INK}},
                      "steps": [step(labels[i]) for i in steps]}],
     }

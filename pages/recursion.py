@@ -19,7 +19,7 @@ ui.header("Recursion, step by step",
 ck, model, cfg, card = ui.load_model(sel, task, "the recursion view")
 MAX_DEPTH = views.PAGE["recursion"]["max_depth"]
 
-c1, c2, c3, c4 = st.columns([2.2, 1, 1, 1])
+c1, c2, c3, c4 = st.columns([2.8, 1, 1, 1])
 with c1:
     x = ui.puzzle_picker(task, sel["seed"], "rec", cfg.train.seed)
 with c2:
@@ -31,7 +31,7 @@ with c3:
 with c4:
     targets = compute.known_targets(task.name, cfg.train.seed, x) if x is not None else None
     can_q = model.posterior is not None and bool(targets)
-    show_q = st.toggle("Show the answer to the posterior", key=ui.state_key("rec", "q", False, lambda v: v == "true"),
+    show_q = st.toggle("Posterior q", key=ui.state_key("rec", "q", False, lambda v: v == "true"),
                        disabled=not can_q,
                        help="Beside the prior's trajectory, the same puzzle rolled out by the posterior q, which sees "
                             "a valid answer: where the answer had to steer, and by how much (KL(q || p))."
