@@ -4,11 +4,17 @@ A card (card.json) records the task, the training and the held-out evaluations (
 `metrics.test_<N>_samples`). Its `inference` entry names the settings those numbers were measured at:
 depth n_sup, temperature, samples per input and the ACT threshold. `gram sample`, `eval`, `scale` and the
 app start from them, so a user sees what the checkpoint can do without knowing how it was read.
+
+A card is a file anyone can edit or upload: `check_card` is the one type check of the fields that code reads.
+The app drops a bad field and says so; the command line (`read_card`: `eval --card`, `results`) refuses the
+card with the same message.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+from .checkpoint import CheckpointError, read_json
 from .rollout import HALT_AT
 
 INFERENCE_KEYS = ("n_sup", "temperature", "samples", "halt_at")
@@ -24,6 +30,64 @@ def card_eval(card: dict, samples: int | None = None) -> dict | None:
     if not evals:
         return None
     return evals.get(samples) or evals[max(evals)]
+
+
+# the fields code reads, and what each must be; others are kept as they are
+TEXT, COUNT, NUMBER = ("task", "mode", "init"), ("steps", "parameters"), ("wall_seconds",)
+OBJECTS = ("metrics", "inference")
+EVAL_TEXT = ("task", "mode")  # in an evaluation (metrics.test_<N>_samples), every other value is a number
+
+
+def check_card(card: dict) -> tuple[dict, list[str]]:
+    """(the card without its badly typed fields, one message per field dropped). An evaluation in `metrics` with
+    a value of the wrong type is dropped whole: its numbers go together."""
+    out, problems = dict(card), []
+
+    def bad(name: str, want: str, got) -> None:
+        problems.append(f"{name} must be {want}, got {_show(got)}")
+
+    for k in TEXT + COUNT + NUMBER + OBJECTS:
+        if k not in out:
+            continue
+        v = out[k]
+        if k in TEXT and not isinstance(v, str):
+            bad(k, "a string", v)
+        elif k in COUNT and not _number(v, 0, math.inf, True):
+            bad(k, "a whole number >= 0", v)
+        elif k in NUMBER and not _number(v, 0, math.inf, False):
+            bad(k, "a finite number >= 0", v)
+        elif k in OBJECTS and not isinstance(v, dict):
+            bad(k, "an object", v)
+        else:
+            continue
+        del out[k]
+    metrics = dict(out.get("metrics", {}))
+    for k, v in list(metrics.items()):
+        if isinstance(v, dict):
+            wrong = next((f for f, x in v.items() if not (isinstance(x, str) if f in EVAL_TEXT else
+                                                         _number(x, -math.inf, math.inf, False))), None)
+            if wrong is not None:
+                bad(f"metrics.{k}.{wrong}", "a string" if wrong in EVAL_TEXT else "a finite number", v[wrong])
+                del metrics[k]
+        elif not _number(v, -math.inf, math.inf, False):
+            bad(f"metrics.{k}", "a finite number or an evaluation", v)
+            del metrics[k]
+    if "metrics" in out:
+        out["metrics"] = metrics
+    return out, problems
+
+
+def read_card(path: str | Path) -> dict:
+    """A card.json, refused (CheckpointError naming the file and the fields) when a field has the wrong type."""
+    card, problems = check_card(read_json(Path(path)))
+    if problems:
+        raise CheckpointError(f"{path}: {'; '.join(problems)}")
+    return card
+
+
+def _show(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _number(v, lo: float, hi: float, integer: bool) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .cards import inference, inference_of
+from .budget import check, sampling_cost
+from .cards import inference, inference_of, read_card
 from .checkpoint import CheckpointError, load_checkpoint, write_json
 from .config import Config
 from .rollout import HALT_AT, sample
@@ -28,8 +30,8 @@ def _json_line(obj) -> None:
 
 def _positive_or_zero(text: str) -> float:
     value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not 0 <= value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -155,6 +157,7 @@ def evaluate_checkpoint(directory, samples: int | None = None, limit: int | None
     halt_at = d["halt_at"] if halt_at is None else halt_at
     task = get_task(cfg.train.task)
     split = task.split("test", cfg.train.seed).sample(limit)
+    check(sampling_cost(cfg.model, len(split), samples, n_sup), hint="Lower --samples, --limit or --n-sup.")
     t0 = time.perf_counter()
     out, values = sample(model, split.inputs, samples, seed=seed, n_sup=n_sup, halt=halt,
                          halt_at=halt_at, puzzle=split.puzzle, temperature=temperature)
@@ -165,12 +168,11 @@ def evaluate_checkpoint(directory, samples: int | None = None, limit: int | None
 
 
 def cmd_eval(args) -> None:
+    path = Path(args.checkpoint) / "card.json"
+    card = read_card(path) if args.card else None  # a card it cannot update is refused before the work
     res = evaluate_checkpoint(args.checkpoint, args.samples, args.limit, args.seed, args.n_sup, args.halt, args.temperature,
                               args.halt_at)
     if args.card:
-        from .checkpoint import read_json
-        path = Path(args.checkpoint) / "card.json"
-        card = read_json(path)
         card.setdefault("metrics", {})[f"test_{res['samples']}_samples"] = res
         card["inference"] = inference_of(res)
         card["eval_command"] = "python -m gram " + " ".join(sys.argv[1:])
@@ -180,17 +182,21 @@ def cmd_eval(args) -> None:
 
 # --- sample -----------------------------------------------------------------------------------
 def cmd_sample(args) -> None:
+    if args.input_file:
+        lines = [ln for ln in Path(args.input_file).read_text().splitlines() if ln.strip()]
+        if not lines:
+            raise ValueError(f"--input-file {args.input_file}: no inputs in it (one per line)")
+    elif args.input is not None:
+        lines = [args.input]
+    else:
+        lines = [None]  # unconditional tasks
     model, cfg, card = load_checkpoint(args.checkpoint)
     d = inference(card, cfg.train.n_sup)
     n_sup = args.n_sup or d["n_sup"]
     temperature = d["temperature"] if args.temperature is None else args.temperature
     task = get_task(cfg.train.task)
-    if args.input_file:
-        lines = [ln for ln in Path(args.input_file).read_text().splitlines() if ln.strip()]
-    elif args.input is not None:
-        lines = [args.input]
-    else:
-        lines = [None]  # unconditional tasks
+    # one input at a time: each is one request
+    check(sampling_cost(cfg.model, 1, args.samples, n_sup), hint="Lower --samples or --n-sup.")
     for k, line in enumerate(lines):
         try:
             x = task.empty_input() if line is None else task.parse(line)

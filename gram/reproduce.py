@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .analysis import compare_models
-from .cards import card_eval
-from .checkpoint import load_checkpoint, read_json
+from .cards import card_eval, read_card
+from .checkpoint import load_checkpoint
 from .rollout import rollout, sample
 from .scale import scale_table
 from .tasks import evaluate_samples, get_task
@@ -464,14 +464,14 @@ def results_table(checkpoints: str | Path) -> str:
             "|---|---|---|---|---|---|---|---|"]
     for name, metric, target, paper, read in TARGETS:
         card_path = root / name / "card.json"
-        card = read_json(card_path) if card_path.is_file() else None
+        card = read_card(card_path) if card_path.is_file() else None
         m = card_eval(card, 20) if card else None
         if m is None:
             rows.append(f"| `{name}` | {metric} | not trained yet | {target} | no | {paper} | | |")
             continue
         if name == "mnist":
             det_path = root / "mnist-deterministic" / "card.json"
-            ours, met = read(m, card_eval(read_json(det_path)) if det_path.is_file() else None)
+            ours, met = read(m, card_eval(read_card(det_path)) if det_path.is_file() else None)
         else:
             ours, met = read(m)
         met_text = "(report)" if target == "report" else " / ".join("yes" if ok else "no" for ok in met)
@@ -501,7 +501,7 @@ def every_checkpoint_table(root: Path) -> str:
     rows = ["| checkpoint | mode | parameters | steps | training | accuracy | vote / LPRM | coverage | several-answer coverage | other | evaluated on |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []:
-        card = read_json(d / "card.json")
+        card = read_card(d / "card.json")
         m = card_eval(card, 20)
         if m is None:
             continue

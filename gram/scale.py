@@ -13,6 +13,7 @@ per-trajectory noise streams, and the memory of a full trace.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .analysis import selection_curves
+from .budget import check, rollout_cost
 from .cards import inference
 from .checkpoint import load_checkpoint
 from .cli import probability
@@ -40,6 +42,11 @@ def scale_table(model, task, split, widths: list[int], depths: list[int], act: b
     max(depths) steps)."""
     N, depth_max, P, S = max(widths), max(depths), len(split), split.inputs.shape[1]
     per_batch = max(1, rows_per_batch // N)
+    cost = rollout_cost(model.cfg, P * N, depth_max, record="steps", latents="pooled", chunk=per_batch * N,
+                        answers=len(depths) + 4, what="the scale table", width=f"{N:,} trajectories x {P:,} inputs")
+    if act:  # ACT rolls every batch out a second time
+        cost = dataclasses.replace(cost, flops=2 * cost.flops)
+    check(cost, hint="Lower --widths, --depths or --limit.")
     picks = {d: ([], []) for d in depths}
     if act:
         picks["act"], steps_act = ([], []), []
@@ -177,6 +184,8 @@ def cmd_bench_sample(args) -> None:
     x = task.split("test", cfg.train.seed).inputs[:1]
     T = cfg.model.T
     n_sup = math.ceil(args.transitions / T)
+    check(rollout_cost(cfg.model, args.n, n_sup, record="transitions", what="the benchmark"),
+          hint="Lower --n or --transitions.")
     run = lambda n, record="none": rollout(model, x.expand(n, -1), n_sup=n_sup, seed=0, record=record, dtype=args.dtype)
     run(1)  # warm-up: first calls pay for allocation and kernel selection
     t1 = _timed(lambda: run(1), args.reps)

@@ -3,7 +3,7 @@
 The carry holds `batch` samples, each with its latent state and how many supervision steps it has
 done. One optimiser step = one supervision step of the whole carry:
     T-1 transitions without gradient, then one with gradient;
-    loss = CE(Dec(h_T), y) + beta * KL_bal(q || p)     (gram mode; the last transition only)
+    loss = CE(Dec(h_T), y) + beta * KL_bal(q || p)     (gram mode; the last transition only; gram.model.elbo)
 then the state is detached and carried on. A sample leaves after n_sup steps and a fresh one takes its
 row (an "epoch" is never used here; progress is counted in optimiser steps).
 
@@ -34,15 +34,15 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.profiler import record_function
 
 from . import distributed
+from .budget import check_training
 from .checkpoint import CheckpointError, check_state, read_json, read_tensors, recover, save_checkpoint, warm_start
 from .config import Config
 from .heads import fit_heads
-from .model import GRAM, balanced_kl, count_parameters, gaussian_kl
+from .model import GRAM, count_parameters, elbo, head_losses
 from .rollout import _autocast, resolve_dtype, sample
 from .tasks import PAD, Task, get_task
 
@@ -129,6 +129,7 @@ class Trainer:
         self.device = self.world.device
         self.task = get_task(cfg.train.task)
         self.cfg = bind_task(cfg, self.task)
+        check_training(self.cfg)  # memory and work of a step and an evaluation, before anything is built
         self.out = Path(out) if out else None
         t = self.cfg.train
         self.rows = self.world.rows(t.batch)
@@ -137,11 +138,7 @@ class Trainer:
         if t.init and init:
             warm_start(self.model, t.init)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n and n != "pos"
-                 and "puzzle" not in n]
-        rest = [p for n, p in self.model.named_parameters() if not any(p is q for q in decay)]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}], lr=t.lr, betas=(0.9, 0.95))
+        self.opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
         step = Supervision(self.model, resolve_dtype(t.dtype, self.device), self.device)
         if self.world.size > 1:
             # the h0/l0 buffers never change: no need to sync them every step. static_graph: the same
@@ -224,26 +221,22 @@ class Trainer:
             out = self.supervise(c.x, c.y, c.puzzle if m.puzzle is not None else None, c.h, c.l, ~c.prior, noise)
         with record_function("loss"):  # in fp32, whatever the autocast dtype
             logits = out["logits"]
-            mask = (c.y != PAD).float()
-            ce = (F.cross_entropy(logits.transpose(1, 2), c.y, reduction="none") * mask).sum(1) / mask.sum(1).clamp(min=1)
-            core = (~c.prior).float() if gram else torch.ones_like(ce)
-            heads_rows = c.prior.float() if gram and t.prior_frac > 0 else torch.ones_like(ce)
+            loss_rows, ce, kl = elbo(logits, c.y, pad=PAD, beta=t.beta, kl_balance=t.kl_balance,
+                                     prior=out["prior"], posterior=out["posterior"])
             pred = logits.argmax(-1)
             correct = self.task.is_correct(c.x, pred).float()
-            reward = self.task.reward(c.x, pred).float()
-            head_loss = (F.binary_cross_entropy_with_logits(out["q_halt"], correct, reduction="none")
-                         + F.binary_cross_entropy_with_logits(out["v"], reward, reduction="none"))
-            loss_rows = ce
+            halt_loss, value_loss = head_losses(out["q_halt"], out["v"], correct, self.task.reward(c.x, pred).float())
+            head_loss = halt_loss + value_loss
+            # which rows train what: in gram mode the prior's rows train only the heads (and prior_ce)
+            core = (~c.prior).float() if gram else torch.ones_like(ce)
+            heads_rows = c.prior.float() if gram and t.prior_frac > 0 else torch.ones_like(ce)
             # sums over this rank's rows; one all-reduce makes them global (the loss's denominators and the logs)
             sums = {"rows": core.sum(), "heads_rows": heads_rows.sum(), "ce": (ce * core).sum(),
                     "correct": (correct * core).sum(), "head_loss": (head_loss * heads_rows).sum()}
             if gram:
-                (mu_q, s_q), (mu_p, s_p) = out["posterior"], out["prior"]
-                kl_bal = balanced_kl((mu_q, s_q), (mu_p, s_p), t.kl_balance).sum(-1).mean(-1)  # (B,): sum over D, mean over positions
-                kl_true = gaussian_kl(mu_q, s_q, mu_p, s_p).sum(-1).mean(-1).detach()
-                loss_rows = ce + t.beta * kl_bal
+                s_p, s_q = out["prior"][1], out["posterior"][1]
                 prior_rows = c.prior.float()
-                sums.update(kl=(kl_true * core).sum(), sigma_p=s_p.sum(), sigma_p_n=torch.tensor(float(s_p.numel()), device=s_p.device),
+                sums.update(kl=(kl * core).sum(), sigma_p=s_p.sum(), sigma_p_n=torch.tensor(float(s_p.numel()), device=s_p.device),
                             sigma_q=(s_q.mean((1, 2)) * core).sum(), prior_rows=prior_rows.sum(),
                             prior_correct=(correct * prior_rows).sum(), prior_ce=(ce * prior_rows).sum())
             sums["loss"] = (loss_rows * core).sum()
