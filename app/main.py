@@ -6,17 +6,14 @@ to the URL so a view can be shared and reopened exactly.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import streamlit as st
+
+from app import state, ui
+from gram.tasks import task_names
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from app import state, ui  # noqa: E402
-from gram.tasks import task_names  # noqa: E402
 
 st.set_page_config(page_title="GRAM Explorer", page_icon=":material/all_inclusive:", layout="wide",
                    initial_sidebar_state="expanded")

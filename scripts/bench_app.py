@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from app import testkit  # noqa: E402
+from app import testkit
 
 PAGES = ["tour", "recursion", "trajectories", "selection", "coverage", "generation"]
 STEPPING = {"recursion", "trajectories", "generation"}

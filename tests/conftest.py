@@ -1,4 +1,4 @@
-"""Shared fixtures: one thread (CPU is shared), the repo on sys.path, a tiny trained checkpoint built
+"""Shared fixtures: one thread (CPU is shared), a tiny trained checkpoint built
 once per session, and a helper that runs `python -m gram ...` in a subprocess."""
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ os.environ.setdefault("GRAM_WARM", "0")  # no background view warmer in the app 
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(1)
 

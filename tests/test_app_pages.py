@@ -2,17 +2,13 @@
 shown, and its figures hold the expected traces. Models are tiny checkpoints made in a tmp dir."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from streamlit.testing.v1 import AppTest
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from app import testkit  # noqa: E402
+from app import testkit
 
 TIMEOUT = 120
 

@@ -2,18 +2,14 @@
 sidebar) and for uploads (bad files, another task's checkpoint, a good one)."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from streamlit.testing.v1 import AppTest
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from app import testkit, training  # noqa: E402
+from app import testkit, training
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app import testkit  # noqa: E402
+from app import testkit
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(testkit.CHROMIUM).exists(), reason=f"no Chromium at {testkit.CHROMIUM}")
