@@ -11,9 +11,8 @@ picks 97.3% against the vote's 92.9% (the 4,300-step checkpoint). The core is un
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .model import GRAM
+from .model import GRAM, head_losses
 from .rollout import rollout
 from .tasks.base import Split, Task
 
@@ -59,8 +58,7 @@ def fit_heads(model: GRAM, task: Task, split: Split, steps: int, seed: int = 0, 
     for _ in range(steps):
         idx = torch.randint(len(h), (BATCH,), generator=g)
         q_halt, v = model.heads(h[idx].to(dev).float())
-        halt_loss = F.binary_cross_entropy_with_logits(q_halt, correct[idx].to(dev))
-        value_loss = F.binary_cross_entropy_with_logits(v, reward[idx].to(dev))
+        halt_loss, value_loss = (loss.mean() for loss in head_losses(q_halt, v, correct[idx].to(dev), reward[idx].to(dev)))
         opt.zero_grad(set_to_none=True)
         (halt_loss if keep_value else halt_loss + value_loss).backward()
         opt.step()

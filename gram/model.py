@@ -205,6 +205,16 @@ class GRAM(nn.Module):
         self.value_head = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 1))  # LPRM v(h)
         nn.init.constant_(self.halt_head.bias, -2.0)  # start by continuing
 
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: weight decay on the network's matrices, none on the embeddings (token or patch
+        encoders, positions, puzzles), which a decay would pull towards zero for every row a batch leaves
+        unused, nor on biases and other vectors. Order within each group: self.parameters()."""
+        embeddings = [self.codec.embed_x, self.codec.embed_y, self.pos] + ([self.puzzle] if self.puzzle is not None else [])
+        no_decay = {id(p) for e in embeddings for p in ([e] if isinstance(e, nn.Parameter) else e.parameters())}
+        decay = lambda p: p.ndim >= 2 and id(p) not in no_decay
+        return [{"params": [p for p in self.parameters() if decay(p)], "weight_decay": weight_decay},
+                {"params": [p for p in self.parameters() if not decay(p)], "weight_decay": 0.0}]
+
     @property
     def stochastic(self) -> bool:
         return self.cfg.mode in ("gram", "noise")
@@ -283,6 +293,29 @@ def balanced_kl(q, p, alpha: float):
     to_prior = gaussian_kl(mu_q.detach(), s_q.detach(), mu_p, s_p)
     to_post = gaussian_kl(mu_q, s_q, mu_p.detach(), s_p.detach())
     return alpha * to_prior + (1 - alpha) * to_post
+
+
+def elbo(logits, y, *, pad: int, beta: float, kl_balance: float, prior=None, posterior=None):
+    """The truncated ELBO surrogate of one supervision step, per row, in fp32.
+
+    logits (B, S, V) decoded from h_T; y (B, S) targets, positions holding `pad` carry no loss; prior and
+    posterior the (mu, sigma) pairs (B, L, D) of the step's guidance, gram mode only. Returns (loss, ce, kl),
+    each (B,): ce the cross-entropy averaged over target positions, kl the true KL(q || p) summed over D and
+    averaged over positions (for logs, no gradient), loss = ce + beta * balanced KL (ce without guidance)."""
+    mask = (y != pad).float()
+    ce = (F.cross_entropy(logits.transpose(1, 2), y, reduction="none") * mask).sum(1) / mask.sum(1).clamp(min=1)
+    if posterior is None:
+        return ce, ce, None
+    kl_bal = balanced_kl(posterior, prior, kl_balance).sum(-1).mean(-1)
+    kl = gaussian_kl(*posterior, *prior).sum(-1).mean(-1).detach()
+    return ce + beta * kl_bal, ce, kl
+
+
+def head_losses(q_halt, v, correct, reward):
+    """Per-row losses of the two heads (B,): q_halt (a logit) against "this answer is right", the LPRM value v
+    (a logit) against the task's reward. Returns (halt, value)."""
+    bce = lambda logit, target: F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    return bce(q_halt, correct), bce(v, reward)
 
 
 def count_parameters(model: nn.Module) -> int:
