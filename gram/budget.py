@@ -20,6 +20,9 @@ MEMORY_SHARE = 0.75  # of the memory this process may use: what one request may 
 # floating-point operations one command may plan. The largest evaluation of a shipped card (nqueens10, 500 inputs
 # x 20 samples at depth 16) plans 2.5e13, ~25 min on one CPU core (~20 GFLOP/s measured); 1e15 is a day there
 WORK_CEILING = 1e15
+# a transition costs at least this, however few its rows: Python and kernel start-up, ~2 ms measured on one
+# row of a tiny model (~20 GFLOP/s here), so 200,000 transitions of one trajectory count as the minutes they take
+TRANSITION_FLOOR = 4e7
 CHUNK = sample.__kwdefaults__["chunk"]  # rows gram.rollout.sample rolls out at once
 GENERATOR_BYTES = 8192  # a trajectory's own torch.Generator (gram.rollout.NoiseStreams): ~5 KB of state
 
@@ -79,9 +82,9 @@ def record_bytes(m: ModelConfig, latents: str = "full") -> float:
     return (L * m.D if latents == "full" else m.D) * 2 + m.seq_len * max(1, m.vocab) * 2 + m.seq_len * 8 + 3 * L * 2 + 16
 
 
-def _sizes(rows: str, n_sup: int, m: ModelConfig) -> str:
-    return (f"{rows} x {n_sup:,} steps x {m.T:,} transitions x {m.K + 1:,} updates x {m.n_positions:,} positions "
-            f"x D={m.D:,}")
+def _sizes(rows: str, n_sup: int | None, m: ModelConfig) -> str:
+    steps = "" if n_sup is None else f" x {n_sup:,} steps"
+    return f"{rows}{steps} x {m.T:,} transitions x {m.K + 1:,} updates x {m.n_positions:,} positions x D={m.D:,}"
 
 
 def rollout_cost(m: ModelConfig, rows: int, n_sup: int, *, record: str = "none", latents: str = "full",
@@ -89,11 +92,12 @@ def rollout_cost(m: ModelConfig, rows: int, n_sup: int, *, record: str = "none",
     """`rows` trajectories of n_sup supervision steps, `chunk` of them at a time (None: all at once), each chunk
     recording every transition, every step or nothing. `answers` copies of every row's answer are kept (inputs,
     answers, canonical forms, ...); `width` names the rows in the message (default: 'N trajectories')."""
-    at_once = rows if chunk is None else min(rows, chunk)
+    at_once = max(1, rows if chunk is None else min(rows, chunk))
     records = {"transitions": n_sup * m.T, "steps": n_sup}.get(record, 0)
     in_flight = at_once * (_row_bytes(m) + records * record_bytes(m, latents))
-    return Cost(what, _sizes(width or f"{rows:,} trajectories", n_sup, m), in_flight + rows * answers * (8 * m.seq_len + 4),
-                rows * n_sup * m.T * transition_flops(m))
+    chunks = -(-rows // at_once)
+    return Cost(what, _sizes(width or f"{rows:,} trajector{'y' if rows == 1 else 'ies'}", n_sup, m), in_flight + rows * answers * (8 * m.seq_len + 4),
+                n_sup * m.T * (rows * transition_flops(m) + chunks * TRANSITION_FLOOR))
 
 
 def sampling_cost(m: ModelConfig, inputs: int, samples: int, n_sup: int, what: str = "sampling",
@@ -112,7 +116,7 @@ def training_cost(cfg: Config) -> Cost:
     mix = m.n_heads * L * L if m.mixer == "attn" else 3 * max(1, int(m.mlp_ratio * L)) * m.D
     saved = m.T * ((m.K + 1) * m.n_layers * (L * (10 * m.D + 4 * _hidden(m)) + mix) + 4 * L * m.D)
     activations = t.batch * 4 * (saved + 3 * m.seq_len * max(1, m.vocab))
-    return Cost("a training step", _sizes(f"batch {t.batch:,}", 1, m), activations + 20 * m.parameter_bound(),
+    return Cost("a training step", _sizes(f"batch {t.batch:,}", None, m), activations + 20 * m.parameter_bound(),
                 3 * t.batch * m.T * transition_flops(m))
 
 

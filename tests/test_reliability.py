@@ -189,3 +189,128 @@ def test_errors_are_one_bounded_line(tmp_path):
     assert len(r.stderr) < 1000
     r = run_gram("sample", "--checkpoint", ROOT / "checkpoints" / "nqueens7", "--input-file", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+# --- budgets before work -------------------------------------------------------------------------
+def _edited(tiny_copy, section, **fields):
+    cfg = json.loads((tiny_copy / "config.json").read_text())
+    cfg[section].update(fields)
+    (tiny_copy / "config.json").write_text(json.dumps(cfg))
+    return tiny_copy
+
+
+def _refused(r, *words):
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # one line
+    for w in ("refused", *words):
+        assert w in r.stderr, r.stderr
+
+
+def test_a_billion_samples_are_refused_before_anything_is_allocated(tiny_checkpoint):
+    import time
+
+    t0 = time.perf_counter()
+    r = run_gram("sample", "--checkpoint", tiny_checkpoint, "--samples", 10**9, "--input", "Q" + "." * 63)
+    seconds = time.perf_counter() - t0
+    _refused(r, "1,000,000,000 samples", "GB of memory", "operations", "--samples")
+    assert seconds < 30  # the start of Python and torch (~3 s here); the check itself takes under a millisecond
+    _refused(run_gram("eval", "--checkpoint", tiny_checkpoint, "--samples", 10**9), "--limit")
+    _refused(run_gram("scale", "--checkpoint", tiny_checkpoint, "--widths", f"1,{10**9}", "--out", tiny_checkpoint.parent / "s"),
+             "the scale table")
+
+
+@pytest.mark.parametrize("section, field", [("model", "T"), ("train", "n_sup")])
+def test_a_config_of_a_billion_steps_is_refused_not_run(tiny_copy, section, field):
+    """eval reads the card's depth, else the config's n_sup; T multiplies every step."""
+    (tiny_copy / "card.json").write_text(json.dumps({**json.loads((tiny_copy / "card.json").read_text()),
+                                                      "inference": {}, "metrics": {}}))
+    _edited(tiny_copy, section, **{field: 10**9})
+    r = run_gram("eval", "--checkpoint", tiny_copy, "--limit", "2")
+    _refused(r, "operations", "1,000,000,000")
+    _refused(run_gram("scale", "--checkpoint", tiny_copy, "--limit", "2", "--depths", "1", "--out", tiny_copy.parent / "s")
+             if field == "T" else run_gram("sample", "--checkpoint", tiny_copy, "--input", "Q" + "." * 63), "operations")
+
+
+def test_training_is_refused_before_the_model_is_built(tmp_path):
+    r = run_gram(*RUN, "--set", "T=1000000000", "--out", tmp_path / "run")
+    _refused(r, "a training step", "1,000,000,000 transitions")
+    r = run_gram(*RUN, "--set", "eval_samples=100000000", "--set", "n_sup=1000000", "--out", tmp_path / "run")
+    _refused(r, "the held-out evaluation", "eval_samples")
+    r = run_gram(*RUN, "--set", "D=16384", "--set", "n_heads=4", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "parameters" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_memory_bomb_under_a_memory_limit_is_refused(tiny_checkpoint):
+    """Under `ulimit -v` 4 GiB the ceiling is 3.2 GB: 3 million samples (6.6 GB planned, within the work ceiling)
+    are refused with the numbers, not left to the allocator."""
+    import re
+    import resource
+
+    limit = 4 * 2**30
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "gram", "sample", "--checkpoint", str(tiny_checkpoint), "--samples",
+                        "3000000", "--input", "Q" + "." * 63], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    _refused(r, "GB of memory")
+    assert float(re.search(r"more than the ([\d.]+) GB allowed", r.stderr).group(1)) <= 0.75 * limit / 1e9 + 0.05
+
+
+def test_budget_estimates_bound_measured_memory_and_scale_with_the_sizes():
+    from gram import budget
+    from gram.train import bind_task, default_config
+    from gram.tasks import get_task
+
+    m = bind_task(default_config("nqueens8"), get_task("nqueens8")).model
+    one = budget.sampling_cost(m, 1, 1000, 4)
+    assert budget.sampling_cost(m, 1, 2000, 4).flops == pytest.approx(2 * one.flops, rel=1e-3)
+    assert budget.sampling_cost(m, 1, 1000, 8).flops == pytest.approx(2 * one.flops, rel=1e-3)
+    assert budget.rollout_cost(m, 16, 4, record="transitions").bytes > budget.rollout_cost(m, 16, 4).bytes
+    assert budget.check(one) is one
+    with pytest.raises(budget.BudgetError, match="more than the 1.0 MB allowed"):
+        budget.check(one, memory=1e6)
+
+
+# --- command-line leftovers ----------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_temperature_must_be_finite_and_not_negative(tiny_checkpoint, value):
+    r = run_gram("sample", "--checkpoint", tiny_checkpoint, "--input", "Q" + "." * 63, "--temperature", value)
+    assert r.returncode == 2 and "finite number >= 0" in r.stderr and not r.stdout
+
+
+def test_an_empty_input_file_is_an_error(tiny_checkpoint, tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("\n  \n")
+    r = run_gram("sample", "--checkpoint", tiny_checkpoint, "--input-file", f)
+    assert r.returncode == 2 and "no inputs" in r.stderr and str(f) in r.stderr and not r.stdout
+
+
+JUNK_CARD = {"parameters": "many", "steps": "x", "inference": [1, 2], "wall_seconds": "slow",
+             "metrics": {"test_20_samples": {"samples": 20, "accuracy": "high", "n_sup": 4},
+                         "held_out_prior_accuracy_1_sample": "x"}}
+
+
+def test_card_fields_are_type_checked_in_one_place():
+    from gram.cards import check_card
+
+    card, problems = check_card({"task": "nqueens8", "mode": "gram", **JUNK_CARD})
+    assert card == {"task": "nqueens8", "mode": "gram", "metrics": {}}
+    assert len(problems) == 6 and any("parameters must be a whole number" in p for p in problems)
+    assert any("metrics.test_20_samples.accuracy must be a finite number, got 'high'" in p for p in problems)
+    assert check_card({"task": "t", "metrics": [1]}) == ({"task": "t"}, ["metrics must be an object, got [1]"])
+    good = json.loads((ROOT / "checkpoints" / "nqueens8" / "card.json").read_text())
+    assert check_card(good) == (good, [])
+
+
+def test_a_junk_card_is_refused_by_eval_card_and_results(tiny_copy, tmp_path):
+    card = {**json.loads((tiny_copy / "card.json").read_text()), **JUNK_CARD}
+    (tiny_copy / "card.json").write_text(json.dumps(card))
+    before = (tiny_copy / "card.json").read_text()
+    r = run_gram("eval", "--checkpoint", tiny_copy, "--limit", "2", "--samples", "2", "--card")
+    assert r.returncode == 2 and "parameters must be" in r.stderr and "Traceback" not in r.stderr and not r.stdout
+    assert (tiny_copy / "card.json").read_text() == before  # refused before the work, the card untouched
+    root = tmp_path / "cks"
+    root.mkdir()
+    os.rename(tiny_copy, root / "nqueens8")
+    r = run_gram("results", "--checkpoints", root)
+    assert r.returncode == 2 and "card.json" in r.stderr and "steps must be" in r.stderr and "Traceback" not in r.stderr
