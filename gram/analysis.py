@@ -1,11 +1,8 @@
-"""Trajectory analysis over Traces and sample sets: projections, spread, answers, scaling curves.
+"""Trajectory analysis over Traces: projections, spread, answers per step, commitment.
 
-Everything here reads what a rollout recorded (gram.rollout.Trace) or a set of samples; nothing rolls
-out on its own except `compare_models`, which samples two models the same way to set them side by side.
-
-Width curves use nested subsets of one set of N samples: the answer "at width n" picks among the first
-n samples. So pass@n, coverage@n and distinct@n can only grow with n, and vote@n / LPRM@n differ from one
-another only by the selection rule, never by the samples they see.
+Everything here reads what a rollout recorded (gram.rollout.Trace); the metrics of sampled answers (width
+curves, coverage, vote and LPRM picks) are gram.evaluate's, which `selection_curves` and `compare_models`
+call.
 """
 from __future__ import annotations
 
@@ -14,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .rollout import Trace, sample
-from .select import best_of_n, majority_vote
+from . import evaluate
+from .rollout import Trace
 
 
 def _states(h) -> torch.Tensor:
@@ -82,55 +79,25 @@ def accuracy_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
     return np.array([task.is_correct(x, p).float().mean().item() for p in trace.pred])
 
 
-def _first_seen(samples: torch.Tensor) -> torch.Tensor:
-    """(P, N, S) -> (P, N) bool: sample j is the first occurrence of its answer among samples 0..j."""
-    same = (samples[:, :, None, :] == samples[:, None, :, :]).all(-1)  # (P, N, N)
-    earlier = torch.ones_like(same[0]).tril(-1).bool()  # k < j
-    return ~(same & earlier).any(-1)
-
-
 def selection_curves(samples, values, valid, ns: list[int], n_targets=None) -> dict:
-    """Width curves over nested subsets: at width n only the first n of the N samples per input exist.
-
-    samples (P, N, S), values (P, N) LPRM values, valid (P, N) bool, n_targets (P,) valid answers per input.
-    Returns lists over ns: vote / lprm (accuracy of the answer that majority vote / the highest LPRM value
-    picks), oracle (pass@n: any valid sample), mean (per-sample accuracy), distinct (answers per input),
-    and coverage (distinct valid answers / all valid answers) when n_targets is given.
-    """
-    samples, values, valid = torch.as_tensor(samples), torch.as_tensor(values), torch.as_tensor(valid).bool()
-    N = samples.shape[1]
-    if not ns or min(ns) < 1 or max(ns) > N:
-        raise ValueError(f"widths must be in [1, {N}] (the samples drawn), got {ns}")
-    first = _first_seen(samples)
-    distinct, distinct_valid = first.long().cumsum(1), (first & valid).long().cumsum(1)  # (P, N) at width j+1
-    pick = lambda idx, n: valid[:, :n].gather(1, idx[:, None]).float().mean().item()
-    out = {"n": list(ns), "vote": [], "lprm": [], "oracle": [], "mean": [], "distinct": []}
-    for n in ns:
-        out["vote"].append(pick(majority_vote(samples[:, :n]), n))
-        out["lprm"].append(pick(best_of_n(values[:, :n]), n))
-        out["oracle"].append(valid[:, :n].any(1).float().mean().item())
-        out["mean"].append(valid[:, :n].float().mean().item())
-        out["distinct"].append(distinct[:, n - 1].float().mean().item())
-    if n_targets is not None:
-        nt = torch.as_tensor(n_targets).clamp(min=1).float()
-        out["coverage"] = [(distinct_valid[:, n - 1] / nt).clamp(max=1).mean().item() for n in ns]
-    return out
+    """gram.evaluate.curves of answers already judged: samples (P, N, S) canonical, values (P, N) LPRM values,
+    valid (P, N) bool, n_targets (P,) valid answers per input (coverage is left out without it)."""
+    as_tensor = lambda t: None if t is None else torch.as_tensor(t)
+    s = evaluate.SampleSet(as_tensor(samples), as_tensor(valid).bool(), as_tensor(values), as_tensor(n_targets))
+    return evaluate.curves(s, ns)
 
 
 def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 0, ns: list[int] | None = None) -> dict:
     """Two models (e.g. GRAM and its deterministic twin) on the same inputs, seeds and width, keyed by mode
-    ('gram', 'deterministic'; 'a', 'b' when the modes match). Per model: accuracy, coverage, distinct answers,
-    vote and LPRM accuracy at width n, and the width curves. A deterministic recursion gives one answer per
-    input however often it is sampled, so its coverage stops at 1 / (valid answers): what GRAM's noise buys."""
-    from .tasks import evaluate_samples
-
+    ('gram', 'deterministic'; 'a', 'b' when the modes match). Per model: gram.evaluate.metrics at width n with
+    the width curves. A deterministic recursion gives one answer per input however often it is sampled, so
+    its coverage stops at 1 / (valid answers): what GRAM's noise buys."""
     ns = ns or sorted({1, n, *[2 ** i for i in range(1, n.bit_length()) if 2 ** i < n]})
     names = ("a", "b") if a.cfg.mode == b.cfg.mode else (a.cfg.mode, b.cfg.mode)
     out = {}
     for name, model in zip(names, (a, b)):
-        samples, values = sample(model, split.inputs, n, seed=seed, n_sup=n_sup, puzzle=split.puzzle)
-        # the metrics and the curves read one canonical set of answers (a vote counts colourings, not namings)
-        out[name] = {"mode": model.cfg.mode, **evaluate_samples(task, split, samples, values, widths=ns)}
+        s = evaluate.draw(model, task, split, n, depths=[n_sup], seed=seed)[n_sup]
+        out[name] = {"mode": model.cfg.mode, **evaluate.metrics(task, s, widths=ns)}
     return out
 
 

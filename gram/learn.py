@@ -12,8 +12,7 @@ import sys
 
 import torch
 
-from .rollout import sample
-from .tasks import evaluate_samples
+from .evaluate import coverage, draw
 
 DEMO_TASK = "nqueens7"
 
@@ -44,8 +43,8 @@ def learn(task: str, mode: str, minutes: float, seed: int = 0, overrides: list[s
     cov = None
     if len(multi):
         sub = split.subset(multi)
-        s, v = sample(tr.ema, sub.inputs, 20, seed=seed, n_sup=cfg.train.n_sup, dtype=cfg.train.dtype, puzzle=sub.puzzle)
-        cov = evaluate_samples(tr.task, sub, s, v)["coverage"]
+        n_sup = cfg.train.n_sup
+        cov = coverage(draw(tr.ema, tr.task, sub, 20, depths=[n_sup], seed=seed, dtype=cfg.train.dtype)[n_sup])
     first = lambda thr: next((r["minutes"] for r in curve if r["prior_accuracy"] >= thr), None)
     if out:
         tr.save()

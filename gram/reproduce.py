@@ -22,9 +22,8 @@ import torch
 from .analysis import compare_models
 from .cards import card_eval, read_card
 from .checkpoint import load_checkpoint
-from .rollout import rollout, sample
-from .scale import scale_table
-from .tasks import evaluate_samples, get_task
+from .evaluate import accuracy, draw, lprm, metrics, pass_at, vote
+from .tasks import get_task
 from .tasks.mnist import ON
 
 
@@ -162,7 +161,7 @@ def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
 
 # --- claims 4-5: MNIST and Sudoku --------------------------------------------------------------------
 def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
-    """Per MNIST checkpoint: images at every supervision step up to budget.depth, from one rollout."""
+    """Per MNIST checkpoint: images at every supervision step up to budget.depth, from one draw."""
     out = {}
     task = get_task("mnist")
     for name in ("mnist", "mnist-deterministic"):
@@ -171,11 +170,11 @@ def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
             out[name] = {"missing": [name]}
             continue
         model, cfg, _ = got
-        x = task.empty_input().expand(budget.images, -1)
-        tr = rollout(model, x, n_sup=budget.depth, seeds=list(range(seed, seed + budget.images)), record="steps", latents="pooled")
         depths = sorted({1, 2, 4, 8, 16, 32, cfg.train.n_sup, budget.depth} & set(range(1, budget.depth + 1)))
-        by_depth = {d: task.quality((tr.pred[tr.at(d)] == ON).long()) for d in depths}
-        pixels = (tr.pred[tr.at(cfg.train.n_sup)] == ON).long()
+        sets = draw(model, task, task.split("test", cfg.train.seed), budget.images, depths=depths, seed=seed)
+        images = lambda d: (sets[d].answers[0] == ON).long()  # the blank input's samples
+        by_depth = {d: task.quality(images(d)) for d in depths}
+        pixels = images(cfg.train.n_sup)
         out[name] = {"mode": cfg.model.mode, "n_sup": cfg.train.n_sup, "pixels": pixels,
                      "distinct": len(pixels.unique(dim=0)), **by_depth[cfg.train.n_sup],
                      "depths": depths, "is_by_depth": [by_depth[d]["inception_score"] for d in depths]}
@@ -203,9 +202,8 @@ DEPTH = ("sudoku", "nqueens8", "sudoku_uncond")  # checkpoints read at several d
 
 
 def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
-    """Per checkpoint in DEPTH: one rollout of N trajectories, read at several depths (gram.scale.scale_table)
-    up to budget.depth or the depth its card was read at (unconditional Sudoku: 256), so every depth sees the
-    same trajectories."""
+    """Per checkpoint in DEPTH: one draw of N trajectories, read at several depths up to budget.depth or the
+    depth its card was read at (unconditional Sudoku: 256), so every depth sees the same trajectories."""
     out = {}
     for name in DEPTH:
         got = ck.get(name)
@@ -217,14 +215,14 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
         card_depth = (card_eval(card) or {}).get("n_sup", cfg.train.n_sup)
         depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth, card_depth})
-        rows = scale_table(model, task, split, [1, budget.samples], depths, seed=seed)
-        at = lambda d, n, k: next(r[k] for r in rows if r["depth"] == d and r["width"] == n)
+        sets = draw(model, task, split, budget.samples, depths=depths, seed=seed)
+        trained = [sets[cfg.train.n_sup].first(n) for n in (1, budget.samples)]
         out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "card_depth": card_depth, "depths": depths,
                      "unconditional": task.unconditional,
-                     "width": {"n": [1, budget.samples], **{k: [at(cfg.train.n_sup, n, k) for n in (1, budget.samples)]
-                                                           for k in ("vote", "lprm", "oracle")}},
-                     "mean_by_depth": [at(d, budget.samples, "mean") for d in depths],  # over all N: less noise
-                     "lprm_by_depth": [at(d, budget.samples, "lprm") for d in depths]}
+                     "width": {"n": [1, budget.samples], "vote": [vote(s) for s in trained],
+                               "lprm": [lprm(s) for s in trained], "oracle": [pass_at(s) for s in trained]},
+                     "mean_by_depth": [accuracy(sets[d]) for d in depths],  # over all N: less noise
+                     "lprm_by_depth": [lprm(sets[d]) for d in depths]}
     return out
 
 
@@ -279,8 +277,8 @@ def claim_ablation(ck: Shipped, budget: Budget, seed: int, runs: dict) -> tuple[
         model, cfg, _ = got
         task = get_task(cfg.train.task)
         split = task.split("test", cfg.train.seed).sample(budget.inputs)
-        samples, values = sample(model, split.inputs, budget.samples, seed=seed, n_sup=cfg.train.n_sup)
-        res[name] = {"mode": cfg.model.mode, "inputs": len(split), **evaluate_samples(task, split, samples, values)}
+        s = draw(model, task, split, budget.samples, depths=[cfg.train.n_sup], seed=seed)[cfg.train.n_sup]
+        res[name] = {"mode": cfg.model.mode, "inputs": len(split), **metrics(task, s)}
     if c.missing:
         return c, res
     c.lines += _table(["checkpoint", "mode", "inputs", "accuracy", "vote", "LPRM", "coverage", "coverage (several answers)"],

@@ -2,10 +2,10 @@
 
 `python -m gram scale`: accuracy and coverage against width (N sampled trajectories, picked by majority
 vote or by the LPRM value) and depth (supervision steps, or ACT halting), on a checkpoint's held-out
-inputs. One rollout of max(widths) trajectories to max(depths) steps per input serves every cell of the
-table: width n reads the first n trajectories and depth d reads the record at step d, so the curves are
-nested and an answer at (n, d) is the same trajectory's answer in every column. Trajectory j of input i
-uses seed + i * N + j, as `gram.rollout.sample` does, so any cell can be replayed.
+inputs. One draw (gram.evaluate.draw) of max(widths) trajectories to max(depths) steps per input serves every
+cell of the table, ACT's included: width n reads the first n trajectories and depth d reads the record at step
+d, so the curves are nested and an answer at (n, d) is the same trajectory's answer in every column.
+Trajectory j of input i uses seed + i * N + j, as `gram.rollout.sample` does, so any cell can be replayed.
 
 `python -m gram bench sample`: wall time of N = 1 and N = 64 trajectories on one puzzle, the cost of the
 per-trajectory noise streams, and the memory of a full trace.
@@ -13,7 +13,6 @@ per-trajectory noise streams, and the memory of a full trace.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import statistics
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .analysis import selection_curves
 from .budget import check, rollout_cost
 from .cards import inference
 from .checkpoint import load_checkpoint
 from .cli import probability
+from .evaluate import curves, draw
 from .rollout import HALT_AT, NoiseStreams, rollout
 from .tasks import get_task
 
@@ -39,41 +38,18 @@ def scale_table(model, task, split, widths: list[int], depths: list[int], act: b
     """One row per (depth, width): vote / lprm accuracy, oracle (pass@n), mean per-sample accuracy,
     coverage of all valid answers, distinct answers per input, mean supervision steps used.
     act=True adds rows at depth 'act': each trajectory stops once its P(halt) passes halt_at (at most
-    max(depths) steps)."""
-    N, depth_max, P, S = max(widths), max(depths), len(split), split.inputs.shape[1]
-    per_batch = max(1, rows_per_batch // N)
-    cost = rollout_cost(model.cfg, P * N, depth_max, record="steps", latents="pooled", chunk=per_batch * N,
+    max(depths) steps), read off the same trajectories."""
+    N, depth_max, P = max(widths), max(depths), len(split)
+    cost = rollout_cost(model.cfg, P * N, depth_max, record="steps", latents="pooled", chunk=rows_per_batch,
                         answers=len(depths) + 4, what="the scale table", width=f"{N:,} trajectories x {P:,} inputs")
-    if act:  # ACT rolls every batch out a second time
-        cost = dataclasses.replace(cost, flops=2 * cost.flops)
     check(cost, hint="Lower --widths, --depths or --limit.")
-    picks = {d: ([], []) for d in depths}
-    if act:
-        picks["act"], steps_act = ([], []), []
-    for a in range(0, P, per_batch):
-        b = min(P, a + per_batch)
-        x = split.inputs[a:b].repeat_interleave(N, 0)
-        pz = None if split.puzzle is None else split.puzzle[a:b].repeat_interleave(N, 0)
-        seeds = list(range(seed + a * N, seed + b * N))
-        tr = rollout(model, x, n_sup=depth_max, seeds=seeds, record="steps", latents="pooled", puzzle=pz, dtype=dtype)
-        for d in depths:
-            picks[d][0].append(tr.pred[tr.at(d)])
-            picks[d][1].append(tr.value[tr.at(d)])
-        if act:
-            ha = rollout(model, x, n_sup=depth_max, seeds=seeds, halt=True, halt_at=halt_at, record="none", puzzle=pz, dtype=dtype)
-            picks["act"][0].append(ha.final)
-            picks["act"][1].append(ha.final_value)
-            steps_act.append(ha.halted_at.float())
-        if log:
-            log(f"inputs {b}/{P}")
+    sets = draw(model, task, split, N, depths=depths, act=act, halt_at=halt_at, seed=seed, dtype=dtype,
+                chunk=rows_per_batch, log=log)
     rows = []
-    for d, (preds, values) in picks.items():
-        samples, values = task.canonical_samples(torch.cat(preds).view(P, N, S)), torch.cat(values).view(P, N)
-        valid = task.is_correct(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N)
-        c = selection_curves(samples, values, valid, widths, split.n_targets())
-        used = torch.cat(steps_act).view(P, N) if d == "act" else None
+    for d, s in sets.items():
+        c = curves(s, widths)
         for i, n in enumerate(widths):
-            steps = d if used is None else used[:, :n].mean().item()
+            steps = d if d != "act" else s.first(n).steps.float().mean().item()
             rows.append({"depth": d, "width": n, **{k: c[k][i] for k in COLUMNS[2:-1]}, "steps": steps})
     return rows
 

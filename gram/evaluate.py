@@ -1,0 +1,227 @@
+"""One evaluation pipeline: draw N answers per input once, then read every metric off what was drawn.
+
+`draw` rolls out every input x N trajectories, `chunk` rows at a time; trajectory j of input i draws seed
++ i * N + j, so any answer can be replayed alone and the chunking changes nothing. One trace per chunk is read
+at each requested depth and, with act=True, where ACT halts each trajectory (the end of the first supervision
+step whose P(halt) passes halt_at, the rule rollout(halt=True) applies): a table of depths and ACT costs one
+rollout. Each reading is a SampleSet, and every metric below is a function of one. A width n reads the first
+n trajectories of every input (`SampleSet.first`), so the width curves are nested: pass@n, coverage@n and
+distinct@n can only grow with n, and vote@n and LPRM@n differ only by their rule, never by the answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import torch
+
+from .rollout import HALT_AT, Trace, rollout
+from .select import best_of_n, majority_vote
+
+if TYPE_CHECKING:  # gram.tasks imports this module (its evaluate_samples)
+    from .tasks.base import Split, Task
+
+
+@dataclass
+class SampleSet:
+    """N answers to each of P inputs, as votes, coverage and the task's metrics count them."""
+
+    answers: torch.Tensor  # (P, N, S) canonical answers (Task.canonical: one form per answer)
+    valid: torch.Tensor  # (P, N) bool
+    values: torch.Tensor | None = None  # (P, N) LPRM value of each answer, in [0, 1]
+    n_targets: torch.Tensor | None = None  # (P,) how many valid answers each input has: coverage's denominator
+    steps: torch.Tensor | None = None  # (P, N) supervision steps each answer took (the depth, or where ACT halted)
+    split: Split | None = None  # the inputs and their stored targets, when drawn on a split
+
+    @classmethod
+    def of(cls, task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None,
+           steps: torch.Tensor | None = None) -> "SampleSet":
+        """Raw samples (P, N, S) of the inputs of `split`: canonicalised, then judged."""
+        answers = task.canonical_samples(samples)
+        P, N, S = answers.shape
+        valid = task.is_correct(split.inputs.repeat_interleave(N, 0), answers.reshape(P * N, S)).view(P, N)
+        return cls(answers, valid, values, split.n_targets(), steps, split)
+
+    @property
+    def P(self) -> int:
+        return self.answers.shape[0]
+
+    @property
+    def N(self) -> int:
+        return self.answers.shape[1]
+
+    def first(self, n: int) -> "SampleSet":
+        """The first n trajectories of every input: the answers a width of n would have drawn."""
+        if not 1 <= n <= self.N:
+            raise ValueError(f"widths must be in [1, {self.N}] (the samples drawn), got {n}")
+        cut = lambda t: None if t is None else t[:, :n]
+        return SampleSet(self.answers[:, :n], self.valid[:, :n], cut(self.values), self.n_targets, cut(self.steps),
+                         self.split)
+
+    @cached_property
+    def first_seen(self) -> torch.Tensor:
+        """(P, N) bool: answer j of an input is the first of its kind among answers 0..j."""
+        out = torch.zeros(self.P, self.N, dtype=torch.bool)
+        for i, a in enumerate(self.answers):
+            kinds, kind = torch.unique(a, dim=0, return_inverse=True)
+            first = torch.full((len(kinds),), self.N).scatter_reduce(0, kind, torch.arange(self.N), "amin")
+            out[i, first] = True
+        return out
+
+
+def draw(model, task: Task, split: Split, n: int, *, depths: list[int], act: bool = False, halt_at: float = HALT_AT,
+         seed: int = 0, temperature: float = 1.0, dtype: str = "auto", chunk: int = 4096,
+         log=None) -> dict[int | str, SampleSet]:
+    """n trajectories for every input of `split`, rolled out to max(depths) supervision steps. Returns a
+    SampleSet per depth (keyed by the depth) and, with act=True, one keyed 'act': each trajectory's answer
+    where its halting head first passed halt_at, at most max(depths) steps in."""
+    depths = sorted({int(d) for d in depths})
+    if not depths or depths[0] < 1:
+        raise ValueError(f"depths must be positive supervision steps, got {depths}")
+    P, S = split.inputs.shape
+    rows, deepest = P * n, depths[-1]
+    x = split.inputs.repeat_interleave(n, 0)
+    puzzle = None if split.puzzle is None else split.puzzle.repeat_interleave(n, 0)
+    record = "steps" if act or len(depths) > 1 else "none"  # the end alone needs no records
+    readings = {k: [] for k in [*depths, *(["act"] if act else [])]}
+    dev = next(model.parameters()).device
+    for a in range(0, rows, chunk):
+        b = min(rows, a + chunk)
+        tr = rollout(model, x[a:b].to(dev), n_sup=deepest, seeds=list(range(seed + a, seed + b)), record=record,
+                     latents="pooled", puzzle=None if puzzle is None else puzzle[a:b].to(dev), dtype=dtype,
+                     temperature=temperature)
+        for d in depths:
+            pred, value = (tr.final, tr.final_value) if record == "none" else (tr.pred[tr.at(d)], tr.value[tr.at(d)])
+            readings[d].append((pred, value, torch.full((b - a,), d)))
+        if act:
+            readings["act"].append(_act(tr, halt_at))
+        if log:
+            log(f"trajectories {b}/{rows}")
+    out = {}
+    for k, parts in readings.items():
+        pred, value, steps = (torch.cat([p[i].cpu() for p in parts]) for i in range(3))
+        out[k] = SampleSet.of(task, split, pred.view(P, n, S), value.view(P, n).float(), steps.view(P, n))
+    return out
+
+
+def _act(tr: Trace, halt_at: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(answer (B, S), value (B,), supervision step (B,)) where ACT halts each trajectory of a trace recorded
+    at every step; a trajectory that never passes halt_at answers at the last step."""
+    ends = tr.trans == tr.trans.max()  # the records that end a supervision step
+    passed = tr.halt[ends] > halt_at  # (n_sup, B)
+    B = passed.shape[1]
+    stop = torch.where(passed.any(0), passed.float().argmax(0), passed.shape[0] - 1)  # the first step past it
+    rows = torch.arange(B)
+    return tr.pred[ends][stop, rows], tr.value[ends][stop, rows], tr.sup[ends][stop]
+
+
+# --- metrics: each a function of a SampleSet ---------------------------------------------------------
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _picked(s: SampleSet, index: torch.Tensor) -> float:
+    """Accuracy of the answer at index (P,) of each input."""
+    return s.valid.gather(1, index[:, None]).float().mean().item()
+
+
+def accuracy(s: SampleSet) -> float:
+    """Mean validity over inputs and samples: the expected accuracy of one sample (the paper's accuracy@1)."""
+    return s.valid.float().mean().item()
+
+
+def pass_at(s: SampleSet) -> float:
+    """Share of inputs with at least one valid answer (pass@N, the oracle pick)."""
+    return s.valid.any(1).float().mean().item()
+
+
+def vote(s: SampleSet) -> float:
+    """Accuracy of the majority vote's pick (gram.select.majority_vote)."""
+    return _picked(s, majority_vote(s.answers))
+
+
+def lprm(s: SampleSet) -> float:
+    """Accuracy of the answer with the highest LPRM value (gram.select.best_of_n)."""
+    return _picked(s, best_of_n(s.values))
+
+
+def distinct(s: SampleSet) -> float:
+    """Mean number of distinct answers per input."""
+    return int(s.first_seen.sum()) / s.P
+
+
+def _coverage(s: SampleSet) -> list[float]:
+    """Per input: distinct valid answers found / valid answers there are, at most 1."""
+    if s.n_targets is None:
+        raise ValueError("coverage needs the number of valid answers of each input (SampleSet.n_targets)")
+    found = (s.first_seen & s.valid).sum(1).tolist()
+    return [min(1.0, f / max(1, t)) for f, t in zip(found, s.n_targets.tolist())]
+
+
+def coverage(s: SampleSet) -> float:
+    """Mean over inputs of (distinct valid answers / all valid answers)."""
+    return _mean(_coverage(s))
+
+
+def multi_coverage(s: SampleSet) -> float | None:
+    """Coverage over the inputs with several valid answers only (None when there are none): on an input with
+    one answer coverage is accuracy, so this is what sampling many trajectories is for."""
+    per = [c for c, t in zip(_coverage(s), s.n_targets.tolist()) if t > 1]
+    return _mean(per) if per else None
+
+
+def exact_match(s: SampleSet) -> float:
+    """Share of samples equal to one of the stored targets of their input."""
+    targets = [set() for _ in range(s.P)]
+    for y, o in zip(s.split.targets.tolist(), s.split.owner.tolist()):
+        targets[o].add(tuple(y))
+    return sum(tuple(a) in targets[i] for i in range(s.P) for a in s.answers[i].tolist()) / (s.P * s.N)
+
+
+def curves(s: SampleSet, widths: list[int]) -> dict:
+    """Lists over widths n of the metrics of the first n samples: vote, lprm (when values are known), oracle
+    (pass@n), mean (accuracy), distinct and coverage (when n_targets is known)."""
+    if not widths:
+        raise ValueError(f"widths must be in [1, {s.N}] (the samples drawn), got {widths}")
+    at = [s.first(n) for n in widths]
+    out = {"n": list(widths), "vote": [vote(a) for a in at]}
+    if s.values is not None:
+        out["lprm"] = [lprm(a) for a in at]
+    out.update(oracle=[pass_at(a) for a in at], mean=[accuracy(a) for a in at], distinct=[distinct(a) for a in at])
+    if s.n_targets is not None:
+        out["coverage"] = [coverage(a) for a in at]
+    return out
+
+
+def metrics(task: Task, s: SampleSet, widths: list[int] | None = None) -> dict:
+    """What `gram eval` reports (s drawn on a split):
+
+    accuracy     mean over inputs and samples of validity (the paper's per-sample accuracy)
+    exact_match  share of samples equal to one of the stored targets of their input
+    coverage     mean over inputs of (distinct valid samples / number of valid answers)
+    distinct     mean number of distinct answers per input
+    accuracy_vote / accuracy_lprm: validity of the answer picked by majority vote / best LPRM value
+    multi_coverage  coverage over inputs with several answers, on tasks that have them
+    the task's own numbers (Task.extra_metrics: conflicts, validity, IS / FD, ...), and with widths the curves
+    """
+    picked = {"vote": majority_vote(s.answers)}
+    if s.values is not None:
+        picked["lprm"] = best_of_n(s.values)
+    out = {"n_examples": s.P, "samples": s.N, "accuracy": accuracy(s), "exact_match": exact_match(s),
+           "coverage": coverage(s), "distinct": distinct(s)}
+    for rule, index in picked.items():
+        out[f"accuracy_{rule}"] = _picked(s, index)
+    multi = multi_coverage(s) if task.multi_solution else None
+    if multi is not None:
+        out["multi_coverage"] = multi
+    out.update(task.extra_metrics(s.split, s.answers, picked))
+    if widths:
+        out["curves"] = curves(s, widths)
+    return out
+
+
+def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None,
+                     widths: list[int] | None = None) -> dict:
+    """`metrics` of samples (P, N, S) drawn elsewhere, with their LPRM values (P, N)."""
+    return metrics(task, SampleSet.of(task, split, samples, values), widths)
