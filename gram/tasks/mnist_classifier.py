@@ -111,7 +111,7 @@ def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, epochs: int = 1
 def main() -> None:
     from safetensors.torch import save_file
 
-    from .mnist import mnist_digits
+    from .digits import mnist_digits
 
     train_x, train_y, test_x, test_y = mnist_digits()
     model = train_classifier(train_x, train_y)
