@@ -4,10 +4,12 @@ gram.rollout / gram.select / gram.analysis / gram.tasks; this module only caches
 
 Caches: rollouts on disk (app.views: keyed by the checkpoint's content and every argument, so a view made
 by the background warmer or before a restart opens at once), and in memory with st.cache_resource
-(shared by all sessions, bounded).
+(shared by all sessions, bounded). Every rollout is checked against the views' budget (views.within) before
+it starts and runs under the server's one lock (views.LOCK).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -17,13 +19,13 @@ import torch
 from app import views
 from gram import analysis
 from gram import rollout as rollouts
+from gram.budget import BudgetError
 from gram.checkpoint import CheckpointError
 from gram.rollout import Trace
 from gram.select import best_of_n, majority_vote
 from gram.tasks import get_task
 
 MAX_WIDTH = 128  # trajectories a page rolls out at once
-TRACE_BUDGET = 1.5e9  # bytes a single recorded trace may take
 
 
 class UserError(ValueError):
@@ -33,8 +35,19 @@ class UserError(ValueError):
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@contextlib.contextmanager
+def readable(task):
+    """A task's data that cannot be read (a data variable naming a missing folder) as a UserError saying so."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"Cannot read the data of task {task.name}: {e}. Where GRAM_SUDOKU_EXTREME or GRAM_MNIST_IDX "
+                        "is set, it must name the folder that holds the task's files.") from None
+
+
 def load(ckpt, task_name: str | None = None):
-    """(model, cfg, card) of a Ckpt, or UserError with a clear message (wrong task, unreadable files)."""
+    """(model, cfg, card) of a Ckpt, or UserError with a clear message (wrong task, unreadable files). With
+    task_name, the checkpoint's held-out split must also read: the page needs it."""
     if ckpt is None:
         raise UserError("No checkpoint selected.")
     try:
@@ -46,24 +59,31 @@ def load(ckpt, task_name: str | None = None):
     if task_name and cfg.train.task != task_name:
         raise UserError(f"Checkpoint {ckpt.label} was trained for task {cfg.train.task!r}, not {task_name!r}. "
                         f"Pick {cfg.train.task!r} in the sidebar or another checkpoint.")
+    if task_name:
+        task = get_task(task_name)
+        with readable(task):
+            task.split("test", cfg.train.seed)
+    warned = st.session_state.setdefault("_card_warned", set())
+    problems = views.card_problems(ckpt.path)
+    if problems and ckpt.path not in warned:  # once per session: the card is read on every rerun
+        warned.add(ckpt.path)
+        st.warning(f"The card.json of {ckpt.label} has fields of the wrong type, ignored: {'; '.join(problems)}.",
+                   icon=":material/warning:")
     return model, cfg, card
 
 
-def trace_bytes(cfg, n: int, n_sup: int, record: str = "transitions", latents: str = "full") -> float:
-    m = cfg.model
-    L = m.n_positions
-    R = n_sup * (m.T if record == "transitions" else 1)
-    per = (L * m.D if latents == "full" else m.D) * 2 + m.seq_len * m.vocab * 2 + m.seq_len * 8 + 3 * L * 2 + 16
-    return float(R * n * per)
+def within(cost, hint: str = "Lower the width or the depth."):
+    """views.within, as a UserError: the page shows the numbers instead of computing."""
+    try:
+        return views.within(cost, hint)
+    except BudgetError as e:
+        raise UserError(str(e)) from None
 
 
 def check_width(cfg, n: int, n_sup: int, record: str = "transitions", latents: str = "full") -> None:
     if not 1 <= n <= MAX_WIDTH:
         raise UserError(f"Width {n} is out of range: choose 1 to {MAX_WIDTH} trajectories.")
-    need = trace_bytes(cfg, n, n_sup, record, latents)
-    if need > TRACE_BUDGET:
-        raise UserError(f"{n} trajectories x {n_sup} steps would record {need / 1e9:.1f} GB of latents, more than "
-                        f"the {TRACE_BUDGET / 1e9:.1f} GB this app allows. Lower the width or the depth.")
+    within(views.trace_cost(cfg, n, n_sup, record, latents))
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -90,8 +110,9 @@ def trace(ckpt, x: torch.Tensor, *, n: int = 1, seed: int = 0, n_sup: int = 8, t
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _posterior(key: str, x: tuple, y: tuple, seed: int, n_sup: int, temperature: float) -> Trace:
     model, _, _ = views.load(key.rsplit("@", 1)[0])
-    return rollouts.posterior_rollout(model, torch.tensor([x]), torch.tensor([y]), n_sup=n_sup, seed=seed,
-                                      temperature=temperature, record="transitions")
+    with views.LOCK:
+        return rollouts.posterior_rollout(model, torch.tensor([x]), torch.tensor([y]), n_sup=n_sup, seed=seed,
+                                          temperature=temperature, record="transitions")
 
 
 def posterior_trace(ckpt, x: torch.Tensor, y: torch.Tensor, *, seed: int, n_sup: int, temperature: float = 1.0) -> Trace:
@@ -102,14 +123,23 @@ def posterior_trace(ckpt, x: torch.Tensor, y: torch.Tensor, *, seed: int, n_sup:
                       int(n_sup), float(temperature))
 
 
-def slow_notice(ckpt, rows: int, n_sup: int) -> str | None:
-    """A sentence saying how long a rollout not yet cached will take, when that is more than a few seconds."""
+def slow_notice(ckpt, kind: str, x: torch.Tensor | None = None, **args) -> str | None:
+    """A sentence saying how long a view will take, when it is not on disk yet and that is more than a few
+    seconds. kind 'trace' (x and the arguments of `trace`) or 'batch' (those of `batch`, task excepted). The
+    step time is measured only then, once per checkpoint; a view past the budget gets no notice (its call
+    refuses it)."""
     try:
-        secs = views.estimate_seconds(ckpt.path, rows, n_sup)
-    except Exception:
+        view = views.trace_args(x, **args) if kind == "trace" else views.batch_args(**args)
+        if views.on_disk(kind, ckpt.path, view):
+            return None
+        _, cfg, _ = load(ckpt)
+        views.within(views.view_cost(kind, cfg, view))
+        rows = args["n"] * args.get("n_inputs", 1)
+        secs = views.estimate_seconds(ckpt.path, rows, args["n_sup"])
+    except Exception:  # a notice is a courtesy: the call it announces reports any error
         return None
-    return f"About {secs:.0f} s to compute on this machine ({rows} trajectories x {n_sup} steps); cached afterwards." \
-        if secs > 3 else None
+    return (f"About {secs:.0f} s to compute on this machine ({rows} trajectories x {args['n_sup']} steps); cached "
+            "afterwards.") if secs > 3 else None
 
 
 def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: int,
@@ -121,7 +151,7 @@ def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: i
     if step < 1 or m < 1:
         raise UserError("Pick a step before the last one to branch from.")
     check_width(cfg, m, n_sup)
-    with torch.inference_mode():
+    with views.LOCK, torch.inference_mode():
         return rollouts.branch(model, x, seed, step, m, n_sup=n_sup, temperature=temperature,
                                record="transitions"), step
 
@@ -170,9 +200,8 @@ def _known(task_name: str, seed: int, name: str) -> dict:
 
 def batch(ckpt, task_name: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """N samples for each of n_inputs held-out inputs (a fixed, seeded subset of the test split)."""
-    load(ckpt, task_name)
-    if n * n_inputs > 8192:
-        raise UserError(f"{n_inputs} inputs x {n} samples is more than this app rolls out at once (8192).")
+    _, cfg, _ = load(ckpt, task_name)
+    within(views.batch_cost(cfg, n_inputs, n, n_sup), "Lower the samples, the puzzles or the depth.")
     return _batch(ckpt.key, int(n_inputs), int(n), int(seed), int(n_sup))
 
 

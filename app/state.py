@@ -3,7 +3,12 @@
 Checkpoint sources (all hold model.safetensors + config.json + card.json):
     shipped   $GRAM_CHECKPOINTS (default <repo>/checkpoints)/<task>[-<mode>]/
     trained   $GRAM_APP_RUNS (default <repo>/runs/app)/<name>/   -- written by the Train page
-    uploaded  a temp dir per upload, remembered in the session
+    uploaded  <tmp>/gram-explorer-uploads/session-<pid>-<random>/upload-<digest>/, remembered in the session
+
+Uploads are deleted when no longer needed: a session keeps its last UPLOADS_KEPT (a new one deletes the
+oldest), a rejected upload is deleted at once, a session's folder goes with the session (Streamlit drops a
+session's state two minutes after its tab closes) or when the server exits, and the folders of a server that
+was killed are swept at the next upload.
 
 URL binding: `bind(key, default, cast)` seeds a widget's session-state value from `?key=...` once per
 session; `sync_url()` writes every bound value back to st.query_params at the end of a run, so the
@@ -14,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +34,7 @@ MODES = ("gram", "deterministic", "noise", "flat")
 MODE_LABELS = {"gram": "GRAM (learned guidance)", "deterministic": "Deterministic (TRM-like)",
                "noise": "Noise only", "flat": "Flat loop"}
 CKPT_FILES = ("model.safetensors", "config.json", "card.json")
+UPLOADS_KEPT = 3  # uploaded checkpoints a session keeps on disk
 
 
 def checkpoints_root() -> Path:
@@ -57,11 +65,16 @@ class Ckpt:
 
 
 def _read_card(d: Path) -> dict | None:
+    """The card of the checkpoint in d, without its badly typed fields (gram.cards.check_card), task and mode
+    filled in from its config; None when d holds no checkpoint."""
+    from gram.cards import check_card
+
     try:
         card = json.loads((d / "card.json").read_text())
         cfg = json.loads((d / "config.json").read_text())
         if not (d / "model.safetensors").is_file() or not isinstance(card, dict):
             return None
+        card, _ = check_card(card)
         card.setdefault("mode", cfg.get("model", {}).get("mode", "gram"))
         card.setdefault("task", cfg.get("train", {}).get("task", ""))
         return card
@@ -114,15 +127,54 @@ def discover(task: str) -> list[Ckpt]:
             if card and card.get("task") == task:
                 out.append(Ckpt(f"{d.name} (trained here, {card.get('steps', '?')} steps)", str(d), "trained", task,
                                 card["mode"]))
-    for up in st.session_state.get("_uploads", []):
+    uploads = st.session_state.get("_uploads")
+    for up in uploads.paths if uploads else []:
         card = _read_card(Path(up))
         if card and card.get("task") == task:
             out.append(Ckpt(f"{Path(up).name} (uploaded)", up, "uploaded", task, card["mode"]))
     return out
 
 
+class SessionUploads:
+    """A session's upload folder (in its state), deleted with it: when Streamlit drops the session's state, or
+    at server exit."""
+
+    def __init__(self):
+        root = uploads_root()
+        root.mkdir(parents=True, exist_ok=True)
+        sweep_uploads(root)
+        # named session-<pid>-<random>: gram.checkpoint's liveness check reads the pid
+        self.dir = Path(tempfile.mkdtemp(prefix=f"session-{os.getpid()}-", dir=root))
+        self.paths: list[str] = []  # its uploads, oldest first
+        self.remove = weakref.finalize(self, shutil.rmtree, str(self.dir), ignore_errors=True)
+
+    def add(self, d: Path) -> None:
+        """Remember upload d; past UPLOADS_KEPT, the oldest is deleted."""
+        if str(d) not in self.paths:
+            self.paths.append(str(d))
+        while len(self.paths) > UPLOADS_KEPT:
+            shutil.rmtree(self.paths.pop(0), ignore_errors=True)
+
+
+def sweep_uploads(root: Path) -> None:
+    """Delete the upload folders of servers no longer running (killed before they could)."""
+    from gram.checkpoint import _alive
+
+    for d in root.iterdir():
+        if d.is_dir() and not _alive(d):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _session_uploads() -> SessionUploads:
+    if "_uploads" not in st.session_state:
+        st.session_state["_uploads"] = SessionUploads()
+    return st.session_state["_uploads"]
+
+
 def store_upload(files: list) -> tuple[str | None, str | None]:
-    """Uploaded files -> (checkpoint dir, None) or (None, error message). Never raises."""
+    """Uploaded files -> (checkpoint dir, None) or (None, error message). Never raises. The files stay in the
+    uploader across reruns: one already stored is not written or loaded again."""
+    from gram.cards import check_card
     from gram.checkpoint import CheckpointError, load_checkpoint
 
     by_name = {f.name: f for f in files}
@@ -132,21 +184,24 @@ def store_upload(files: list) -> tuple[str | None, str | None]:
                       "Select all three at once.")
     data = {n: by_name[n].getvalue() for n in CKPT_FILES}
     digest = hashlib.sha256(b"".join(data[n] for n in CKPT_FILES)).hexdigest()[:10]
-    d = uploads_root() / f"upload-{digest}"
-    d.mkdir(parents=True, exist_ok=True)
-    for n, b in data.items():
-        (d / n).write_bytes(b)
+    ups = _session_uploads()
+    d = ups.dir / f"upload-{digest}"
+    if str(d) in ups.paths and d.is_dir():
+        return str(d), None
     try:
-        _, cfg, card = load_checkpoint(d)
+        d.mkdir(parents=True, exist_ok=True)
+        for n, b in data.items():
+            (d / n).write_bytes(b)
+        _, _, card = load_checkpoint(d)
+        error = None if check_card(card)[0].get("task") else "That checkpoint's card.json names no task."
     except CheckpointError as e:
-        return None, f"That upload is not a usable checkpoint: {e}"
-    except Exception as e:  # anything else a foreign file can provoke
-        return None, f"That upload is not a usable checkpoint ({type(e).__name__}: {e})"
-    if not card.get("task"):
-        return None, "That checkpoint's card.json names no task."
-    ups = st.session_state.setdefault("_uploads", [])
-    if str(d) not in ups:
-        ups.append(str(d))
+        error = f"That upload is not a usable checkpoint: {e}"
+    except Exception as e:  # anything else a foreign file can provoke, a full disk included
+        error = f"That upload is not a usable checkpoint ({type(e).__name__}: {e})"
+    if error:
+        shutil.rmtree(d, ignore_errors=True)
+        return None, error
+    ups.add(d)
     return str(d), None
 
 

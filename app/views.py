@@ -5,6 +5,10 @@ as the pages, so a view the warmer made is the view a page opens. A cached rollo
 checkpoint's files (weights, config) and every argument; a re-saved checkpoint gets new entries, and an entry
 that does not match or does not read is recomputed (gram.tasks.cache). Files live under
 $GRAM_CACHE/views (default ~/.cache/gram/views).
+
+Every rollout of the server runs under LOCK, one at a time, and a view is refused before it starts when it
+would pass VIEW_MEMORY or VIEW_WORK (gram.budget), so one session's request holds the others up for minutes
+at most: an uploaded config with T = 100000 is a message, not a page that computes forever.
 """
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
-from gram.cards import inference
+from gram import budget
+from gram.cards import check_card, inference
 from gram.checkpoint import load_checkpoint
 from gram.rollout import Trace, rollout, sample
 from gram.tasks import cache, get_task
@@ -32,7 +38,14 @@ PAGE = {
     "tour": {"n": 16, "record": "transitions", "latents": "pooled", "max_depth": 32},
     "selection": {"n": 16, "p": 16, "max_depth": 32},
 }
-_LOCK = threading.Lock()  # one rollout at a time per process: two would only share the same two cores
+# one rollout at a time in the server (every session is a thread of one process): two would only share the
+# same two cores, and a long one would slow every other session
+LOCK = threading.Lock()
+VIEW_MEMORY = 2e9  # bytes one view may take: up to 24 stay cached in memory (app.compute)
+# operations one view may take: ~2-4 min of two CPU cores, the longest it holds LOCK. Every page's widest
+# setting fits on the shipped checkpoints but Selection's 64 samples x 128 puzzles x depth 32 (1e13-9e13)
+VIEW_WORK = 5e12
+BATCH_CHUNK = 512  # rows a batch rolls out at once: its working memory fits VIEW_MEMORY on every shipped model
 
 
 def presets(task: str) -> list[dict]:
@@ -58,12 +71,40 @@ def digest(path: str) -> str:
 
 @lru_cache(maxsize=8)
 def _load(path: str, dig: str):
-    return load_checkpoint(path)
+    model, cfg, card = load_checkpoint(path)
+    return model, cfg, *check_card(card)
 
 
 def load(path: str):
-    """(model, cfg, card) of the checkpoint at path; raises CheckpointError."""
-    return _load(str(path), digest(path))
+    """(model, cfg, card) of the checkpoint at path, the card without its badly typed fields (card_problems);
+    raises CheckpointError."""
+    return _load(str(path), digest(path))[:3]
+
+
+def card_problems(path: str) -> list[str]:
+    """What gram.cards.check_card dropped from the checkpoint's card."""
+    return _load(str(path), digest(path))[3]
+
+
+def within(cost: budget.Cost, hint: str = "Lower the width or the depth.") -> budget.Cost:
+    """The cost, or gram.budget.BudgetError when a view would pass VIEW_MEMORY (or this machine's share) or
+    VIEW_WORK."""
+    return budget.check(cost, min(VIEW_MEMORY, budget.memory_ceiling()), VIEW_WORK, hint)
+
+
+def trace_cost(cfg, n: int, n_sup: int, record: str = "transitions", latents: str = "full") -> budget.Cost:
+    return budget.rollout_cost(cfg.model, n, n_sup, record=record, latents=latents, what="This view")
+
+
+def batch_cost(cfg, n_inputs: int, n: int, n_sup: int) -> budget.Cost:
+    return budget.sampling_cost(cfg.model, n_inputs, n, n_sup, "This view", chunk=BATCH_CHUNK)
+
+
+def view_cost(kind: str, cfg, view: dict) -> budget.Cost:
+    """The cost of a view given as its cache arguments (trace_args / batch_args)."""
+    if kind == "trace":
+        return trace_cost(cfg, view["n"], view["n_sup"], view["record"], view["latents"])
+    return batch_cost(cfg, view["n_inputs"], view["n"], view["n_sup"])
 
 
 def depth(page: str, card: dict, cfg) -> int:
@@ -86,13 +127,41 @@ def default_input(task, split_seed: int) -> torch.Tensor:
     return task.split("test", split_seed).inputs[0]
 
 
-def _cached(kind: str, path: str, args: dict, compute):
+# --- the disk cache: one key builder for the cache and for `on_disk` ---------------------------------------
+def trace_args(x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperature: float = 1.0,
+               record: str = "transitions", latents: str = "full", halt: bool = False) -> dict:
+    """The arguments of a trace view, as its cache key holds them."""
+    return {"x": [int(v) for v in x.tolist()], "n": int(n), "seed": int(seed), "n_sup": int(n_sup),
+            "temperature": float(temperature), "record": record, "latents": latents, "halt": bool(halt)}
+
+
+def batch_args(*, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
+    """The arguments of a batch view, as its cache key holds them."""
+    return {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup)}
+
+
+def entry(kind: str, path: str, args: dict) -> tuple[str, Path]:
+    """(key, file) of a view on disk: `kind` is 'trace' or 'batch', args from trace_args / batch_args."""
     key = json.dumps({"kind": kind, "checkpoint": digest(path), **args}, sort_keys=True)
-    file = cache.cache_root() / "views" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    return key, cache.cache_root() / "views" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+
+
+def on_disk(kind: str, path: str, args: dict) -> bool:
+    """Whether that view is cached on disk: its file's header names its key (the tensors are not read)."""
+    key, file = entry(kind, path, args)
+    try:
+        with safe_open(str(file), "pt") as f:
+            return (f.metadata() or {}).get("key") == key
+    except (OSError, SafetensorError, ValueError):
+        return False
+
+
+def _cached(kind: str, path: str, args: dict, compute):
+    key, file = entry(kind, path, args)
     stored = cache.read(file, key)
     if stored is not None:
         return stored, True
-    with _LOCK:
+    with LOCK:
         stored = cache.read(file, key)  # another thread may have made it while this one waited
         if stored is not None:
             return stored, True
@@ -103,12 +172,14 @@ def _cached(kind: str, path: str, args: dict, compute):
 
 def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperature: float = 1.0,
           record: str = "transitions", latents: str = "full", halt: bool = False) -> Trace:
-    """N trajectories on one input x (S,), seeds seed..seed+N-1 (so trajectory j is replayable alone)."""
-    args = {"x": [int(v) for v in x.tolist()], "n": int(n), "seed": int(seed), "n_sup": int(n_sup),
-            "temperature": float(temperature), "record": record, "latents": latents, "halt": bool(halt)}
+    """N trajectories on one input x (S,), seeds seed..seed+N-1 (so trajectory j is replayable alone).
+    Raises gram.budget.BudgetError for a view past the ceilings."""
+    args = trace_args(x, n=n, seed=seed, n_sup=n_sup, temperature=temperature, record=record, latents=latents,
+                      halt=halt)
 
     def compute():
-        model, _, _ = load(path)
+        model, cfg, _ = load(path)
+        within(trace_cost(cfg, n, n_sup, record, latents))
         xt = x.long()[None].expand(n, -1).contiguous()
         return rollout(model, xt, n_sup=n_sup, seed=seed, temperature=temperature, record=record, latents=latents,
                        halt=halt).to_tensors()
@@ -117,14 +188,16 @@ def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperat
 
 
 def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
-    """N samples for each of n_inputs held-out inputs of the checkpoint's own split (a fixed, seeded subset)."""
-    args = {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup)}
+    """N samples for each of n_inputs held-out inputs of the checkpoint's own split (a fixed, seeded subset).
+    Raises gram.budget.BudgetError for a view past the ceilings."""
+    args = batch_args(n_inputs=n_inputs, n=n, seed=seed, n_sup=n_sup)
 
     def compute():
         model, cfg, _ = load(path)
+        within(batch_cost(cfg, n_inputs, n, n_sup), "Lower the samples, the puzzles or the depth.")
         task = get_task(cfg.train.task)
         sub = task.split("test", cfg.train.seed).sample(n_inputs, seed=1234)
-        samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle)
+        samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle, chunk=BATCH_CHUNK)
         P = len(sub)
         valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
         # answers: the samples in canonical form, what a vote counts (graph colouring: not colour names)
@@ -140,17 +213,20 @@ _STEP_SECONDS: dict[str, float] = {}  # checkpoint digest -> seconds per traject
 
 
 def step_seconds(path: str) -> float:
-    """Measured once per checkpoint: a 16-trajectory, 2-step rollout, timed."""
+    """Measured once per checkpoint: a 16-trajectory, 2-step rollout, timed (refused like a view when that
+    alone passes the ceilings: a config with T = 100000)."""
     dig = digest(path)
     if dig not in _STEP_SECONDS:
         model, cfg, _ = load(path)
+        within(trace_cost(cfg, 16, 3, record="none"))
         task = get_task(cfg.train.task)
         x = torch.full((16, cfg.model.seq_len), 1, dtype=torch.long) if not task.unconditional else \
             task.empty_input()[None].expand(16, -1)
-        rollout(model, x, n_sup=1, record="none")  # the first call pays for allocation
-        t0 = time.perf_counter()
-        rollout(model, x, n_sup=2, record="none")
-        _STEP_SECONDS[dig] = (time.perf_counter() - t0) / 32
+        with LOCK:
+            rollout(model, x, n_sup=1, record="none")  # the first call pays for allocation
+            t0 = time.perf_counter()
+            rollout(model, x, n_sup=2, record="none")
+            _STEP_SECONDS[dig] = (time.perf_counter() - t0) / 32
     return _STEP_SECONDS[dig]
 
 

@@ -31,13 +31,13 @@ if x is None:
 n_sup = views.depth("coverage", card, cfg)
 st.caption(f"Depth {n_sup} supervision steps: the depth this checkpoint's card was evaluated at.")
 tr = None
-notice = compute.slow_notice(ck, n, n_sup)
+view = dict(n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
+notice = compute.slow_notice(ck, "trace", x, **view)
 with ui.guard("the samples"), st.spinner(notice or "Sampling..."):
-    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp, record="steps", latents="pooled")
+    tr = compute.trace(ck, x, **view)
 if tr is None:
     st.stop()
-partner_mode, other = ui.partner_trace(task, ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp,
-                                       record="steps", latents="pooled")
+partner_mode, other = ui.partner_trace(task, ck, x, **view)
 
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ns = compute.widths(n)

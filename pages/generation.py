@@ -49,10 +49,11 @@ if x is None:
     st.stop()
 
 tr = None
-notice = compute.slow_notice(ck, n, n_sup)
+view = dict(n=n, seed=sel["seed"], n_sup=n_sup, temperature=views.temperature(card, cfg), record="steps",
+            latents="pooled")
+notice = compute.slow_notice(ck, "trace", x, **view)
 with ui.guard("the samples"), st.spinner(notice or "Sampling..."):
-    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=views.temperature(card, cfg),
-                       record="steps", latents="pooled")
+    tr = compute.trace(ck, x, **view)
 if tr is None:
     st.stop()
 R = len(tr.sup)

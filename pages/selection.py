@@ -30,9 +30,10 @@ with c3:
                       help="Opens at the depth the checkpoint's card was evaluated at.")
 
 b = None
-notice = compute.slow_notice(ck, n * p, n_sup) or f"Sampling {n} answers for {p} puzzles (cached after the first time)..."
+view = dict(n_inputs=p, n=n, seed=sel["seed"], n_sup=n_sup)
+notice = compute.slow_notice(ck, "batch", **view) or f"Sampling {n} answers for {p} puzzles (cached after the first time)..."
 with ui.guard("the samples"), st.spinner(notice):
-    b = compute.batch(ck, task.name, n_inputs=p, n=n, seed=sel["seed"], n_sup=n_sup)
+    b = compute.batch(ck, task.name, **view)
 if b is None:
     st.stop()
 

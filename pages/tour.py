@@ -24,7 +24,11 @@ if ck is not None:
     with ui.guard("the live figures"):
         _, cfg, card = compute.load(ck, task.name)
         split_seed = cfg.train.seed
-x = views.default_input(task, split_seed)
+x = None
+with ui.guard("the puzzle"), compute.readable(task):
+    x = views.default_input(task, split_seed)
+if x is None:
+    st.stop()
 if cfg is not None:
     with ui.guard("the live figures"):
         p = views.PAGE["tour"]

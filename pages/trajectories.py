@@ -40,9 +40,10 @@ if x is None:
     st.stop()
 
 tr = None
-notice = compute.slow_notice(ck, n, n_sup)
+view = dict(n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp)
+notice = compute.slow_notice(ck, "trace", x, **view)
 with ui.guard("the rollout"), st.spinner(notice or "Rolling out..."):
-    tr = compute.trace(ck, x, n=n, seed=sel["seed"], n_sup=n_sup, temperature=temp)
+    tr = compute.trace(ck, x, **view)
 if tr is None:
     st.stop()
 proj = analysis.pca(tr.h, k=3)
