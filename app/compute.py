@@ -228,7 +228,7 @@ def picks(b: dict) -> tuple[np.ndarray, np.ndarray]:
 def coverage_curve(task, x: torch.Tensor, answers: torch.Tensor, ns: list[int]) -> list[int]:
     """Distinct valid answers among the first n of `answers` (B, S), for each n."""
     valid = task.is_correct(x[None].expand(len(answers), -1), answers).tolist()
-    seen, found, out = set(), [], []
+    seen, found = set(), []
     for a, v in zip(answers.tolist(), valid):
         if v:
             seen.add(tuple(a))

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from .budget import check, sampling_cost
 from .cards import inference, inference_of, read_card
 from .checkpoint import CheckpointError, load_checkpoint, write_json

@@ -218,3 +218,23 @@ def test_uploads_are_deleted_when_no_longer_needed(base, tmp_path, monkeypatch, 
     del at
     gc.collect()  # Streamlit drops a closed session's state; its uploads go with it
     assert not folder.exists()
+
+
+def test_the_train_page_refuses_a_run_past_the_budget(tmp_path, monkeypatch, cache):
+    """The Train page accepted any size: now the run's budget is checked before its model is built, and the
+    page shows the numbers."""
+    from app import training
+
+    at = open_page("train")
+    at.text_input(key="tr_extra").input("T=1000000000")
+    next(b for b in at.button if "Start training" in b.label).click().run()
+    job = training.get(at.session_state["train_job"])
+    job.wait(60)
+    if job.running:  # never leave a run behind
+        job.stop()
+    assert job.status == "error" and "BudgetError" in job.error, (job.status, job.error)
+    at.run()
+    assert not at.exception
+    shown = texts(at.error)
+    assert "a training step of batch" in shown and "1,000,000,000 transitions" in shown, shown
+    assert not (job.out / "model.safetensors").exists()
