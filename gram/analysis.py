@@ -27,34 +27,51 @@ def _states(h) -> torch.Tensor:
 class Projection:
     coords: np.ndarray  # (R, B, k) every recorded state on the fixed axes
     explained: np.ndarray  # (k,) share of the total variance along each axis, in [0, 1]
-    model: "sklearn.decomposition.PCA | None"  # the fitted PCA (None when every state is the same point)
+    mean: torch.Tensor  # (F,) the centre of the fitted states
+    axes: torch.Tensor  # (k', F) orthonormal principal axes, k' <= k (none when every state is the same point)
 
     def project(self, h) -> np.ndarray:
         """Other states (a branch, another run) on the same axes: (R', B', ...) -> (R', B', k)."""
         X = _states(h)
         out = np.zeros((*X.shape[:2], self.coords.shape[-1]), np.float32)
-        if self.model is not None:
-            out[..., :self.model.n_components_] = self.model.transform(X.reshape(-1, X.shape[-1]).numpy()).reshape(*X.shape[:2], -1)
+        out[..., :len(self.axes)] = ((X - self.mean) @ self.axes.T).numpy()
         return out
+
+
+def _principal_axes(X: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k right singular vectors and values of the centred (n, F) matrix X: an exact SVD when X is small,
+    else a seeded randomized SVD (Halko et al.: a range finder with power iterations, as scikit-learn's PCA
+    does for large inputs, without its import, which costs seconds before a page's first paint). Signs are
+    fixed so the largest loading of each axis is positive: the same states always give the same picture."""
+    if min(X.shape) <= 512:
+        _, S, Vt = torch.linalg.svd(X, full_matrices=False)
+    else:
+        Q = torch.randn(X.shape[1], k + 10, generator=torch.Generator().manual_seed(seed), dtype=X.dtype)
+        for _ in range(7):
+            Q = torch.linalg.qr(X.T @ torch.linalg.qr(X @ Q).Q).Q
+        _, S, Vt = torch.linalg.svd(torch.linalg.qr(X @ Q).Q.T @ X, full_matrices=False)
+    Vt = Vt[:k] * torch.sign(Vt[:k].gather(1, Vt[:k].abs().argmax(1, keepdim=True)))
+    return Vt, S[:k]
 
 
 def pca(h, k: int = 2, seed: int = 0) -> Projection:
     """PCA fitted once over all states of a trace (every record point of every trajectory), so the axes
     stay fixed while a step scrubber moves and distances mean the same at every step."""
-    from sklearn.decomposition import PCA  # here, not at the top: every CLI command imports this module
-
     X = _states(h)
     R, B, F = X.shape
-    flat = X.reshape(R * B, F).numpy()
+    flat = X.reshape(R * B, F).double()
+    mean = flat.mean(0)
+    centred = flat - mean
     coords, explained = np.zeros((R, B, k), np.float32), np.zeros(k)
-    if not np.any(flat.var(0) > 0):  # a deterministic run on one input: every state is the same point
-        return Projection(coords, explained, None)
+    total = float((centred ** 2).sum())
+    if total <= 0:  # a deterministic run on one input: every state is the same point
+        return Projection(coords, explained, mean.float(), torch.zeros(0, F))
     # fewer states or features than k: the missing axes stay zero, so callers always get k columns
-    model = PCA(n_components=min(k, R * B, F), svd_solver="auto", random_state=seed).fit(flat)
-    got = model.n_components_
-    coords[..., :got] = model.transform(flat).reshape(R, B, got)
-    explained[:got] = np.clip(model.explained_variance_ratio_, 0.0, 1.0)
-    return Projection(coords, explained, model)
+    axes, S = _principal_axes(centred, min(k, R * B, F), seed)
+    got = len(axes)
+    coords[..., :got] = (centred @ axes.T).reshape(R, B, got).numpy()
+    explained[:got] = np.clip((S ** 2 / total).numpy(), 0.0, 1.0)
+    return Projection(coords, explained, mean.float(), axes.float())
 
 
 def per_step_spread(trace: Trace) -> np.ndarray:

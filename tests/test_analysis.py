@@ -1,5 +1,6 @@
 """Selection rules on constructed cases, width curves, PCA, spread, distinct answers, model comparison."""
 import numpy as np
+import pytest
 import torch
 
 from gram.analysis import (accuracy_by_step, compare_models, distinct_per_step, pca, per_step_spread,
@@ -91,3 +92,18 @@ def test_compare_models_gram_against_deterministic():
     assert set(res) == {"gram", "deterministic"}
     assert res["deterministic"]["distinct"] == 1.0
     assert res["gram"]["curves"]["n"] == [1, 2, 4]
+
+
+@pytest.mark.parametrize("n,F", [(40, 30), (2048, 640)])  # the exact SVD and the randomized one
+def test_pca_agrees_with_scikit_learn(n, F):
+    from sklearn.decomposition import PCA
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 4, generator=g) * torch.tensor([5.0, 3.0, 2.0, 1.0])
+    X = z @ torch.randn(4, F, generator=g) + 0.1 * torch.randn(n, F, generator=g)
+    p = pca(X.reshape(n // 8, 8, F), k=3)
+    ref = PCA(3).fit(X.numpy())
+    assert np.allclose(p.explained, ref.explained_variance_ratio_, atol=1e-4)
+    ours, theirs = p.coords.reshape(n, 3), ref.transform(X.numpy())
+    assert np.allclose(np.abs(ours), np.abs(theirs), atol=1e-2 * np.abs(theirs).max())
+    assert (pca(X.reshape(n // 8, 8, F), k=3).coords == p.coords).all()  # same states, same picture
