@@ -56,8 +56,10 @@ class SampleSet:
         if not 1 <= n <= self.N:
             raise ValueError(f"widths must be in [1, {self.N}] (the samples drawn), got {n}")
         cut = lambda t: None if t is None else t[:, :n]
-        return SampleSet(self.answers[:, :n], self.valid[:, :n], cut(self.values), self.n_targets, cut(self.steps),
-                         self.split)
+        out = SampleSet(self.answers[:, :n], self.valid[:, :n], cut(self.values), self.n_targets, cut(self.steps),
+                        self.split)
+        out.__dict__["first_seen"] = cut(self.first_seen)  # whether answer j is new does not depend on later ones
+        return out
 
     @cached_property
     def first_seen(self) -> torch.Tensor:
