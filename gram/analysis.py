@@ -145,6 +145,29 @@ def align_steps(trace: Trace, other: Trace) -> np.ndarray:
                      for s, t in zip(trace.sup.tolist(), trace.trans.tolist())])
 
 
+# --- guidance: where and how much the learned noise explores ------------------------------------------
+# noise='full' traces hold (R, B, L, D): reduced over D as rollout's summaries are
+_SUMMARY = {"mu": lambda t: t.pow(2).mean(-1).sqrt(), "sigma": lambda t: t.mean(-1),
+            "eps": lambda t: t.pow(2).mean(-1).sqrt()}
+
+
+def guidance(trace: Trace, b: int = 0) -> dict[str, np.ndarray]:
+    """Trajectory b's guidance, (R, L) per record point and position: 'sigma' (its scale, mean over D), 'mu'
+    and 'eps' (the size of its mean and of the sampled noise, RMS over D) and, where a posterior steered,
+    'kl' (KL(q || p) summed over D). {} for a mode without noise."""
+    out = {}
+    for k, v in trace.noise.items():
+        v = v[:, b].float()
+        out[k] = (_SUMMARY[k](v) if v.dim() == 3 and k in _SUMMARY else v).numpy()
+    return out
+
+
+def guidance_per_step(trace: Trace, b: int = 0) -> dict[str, np.ndarray]:
+    """(R,) per record point: guidance()'s sigma, mu and eps averaged over positions, and KL(q || p) summed
+    over them (the step's whole KL; the training loss weighs its mean)."""
+    return {k: v.sum(1) if k == "kl" else v.mean(1) for k, v in guidance(trace, b).items()}
+
+
 # --- commitment: when and where trajectories decide ---------------------------------------------------
 def commit_steps(trace: Trace) -> np.ndarray:
     """(B,) for each trajectory, the first record point from which its decoded answer never changes again
