@@ -93,6 +93,15 @@ def _trace(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float
                        temperature=temperature, record=record, latents=latents, halt=halt)
 
 
+def session_gone() -> bool:
+    """Whether the session this script run serves has ended (its tab closed): its views need not finish."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx is not None and runtime.exists() and not runtime.get_instance().is_active_session(ctx.session_id)
+
+
 def trace(ckpt, x: torch.Tensor, *, n: int = 1, seed: int = 0, n_sup: int = 8, temperature: float = 1.0,
           record: str = "transitions", latents: str = "full", halt: bool = False) -> Trace:
     """N trajectories on one input x (S,), seeds seed..seed+N-1 (so trajectory j is replayable alone)."""
@@ -112,7 +121,7 @@ def _posterior(key: str, x: tuple, y: tuple, seed: int, n_sup: int, temperature:
     model, _, _ = views.load(key.rsplit("@", 1)[0])
     with views.LOCK:
         return rollouts.posterior_rollout(model, torch.tensor([x]), torch.tensor([y]), n_sup=n_sup, seed=seed,
-                                          temperature=temperature, record="transitions")
+                                          temperature=temperature, record="transitions", on_step=views.on_step)
 
 
 def posterior_trace(ckpt, x: torch.Tensor, y: torch.Tensor, *, seed: int, n_sup: int, temperature: float = 1.0) -> Trace:
@@ -153,7 +162,7 @@ def branch(ckpt, x: torch.Tensor, *, seed: int, at_record: int, m: int, n_sup: i
     check_width(cfg, m, n_sup)
     with views.LOCK, torch.inference_mode():
         return rollouts.branch(model, x, seed, step, m, n_sup=n_sup, temperature=temperature,
-                               record="transitions"), step
+                               record="transitions", on_step=views.on_step), step
 
 
 # --- answers ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import state, ui
+from app import compute, state, ui, views
 from gram.tasks import task_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,8 @@ state.start_warmer()
 st.session_state["_selection"] = {"task": task, "mode": mode, "ckpt": ck, "seed": int(seed)}
 notices = st.container()  # warnings about the link this session was opened with, shown above the page
 try:
-    current.run()
+    with views.abandon_when(compute.session_gone):  # a closed tab's views stop computing
+        current.run()
 finally:
     with notices:
         state.url_warnings()

@@ -8,10 +8,13 @@ $GRAM_CACHE/views (default ~/.cache/gram/views).
 
 Every rollout of the server runs under LOCK, one at a time, and a view is refused before it starts when it
 would pass VIEW_MEMORY or VIEW_WORK (gram.budget), so one session's request holds the others up for minutes
-at most: an uploaded config with T = 100000 is a message, not a page that computes forever.
+at most: an uploaded config with T = 100000 is a message, not a page that computes forever. A rollout
+started inside `abandon_when(gone)` stops after the supervision step at which gone() turns true: the app stops
+the views of a session that has ended.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -46,6 +49,29 @@ VIEW_MEMORY = 2e9  # bytes one view may take: up to 24 stay cached in memory (ap
 # setting fits on the shipped checkpoints but Selection's 64 samples x 128 puzzles x depth 32 (1e13-9e13)
 VIEW_WORK = 5e12
 BATCH_CHUNK = 512  # rows a batch rolls out at once: its working memory fits VIEW_MEMORY on every shipped model
+_WATCH = threading.local()  # per server thread (one per session's script run): when to abandon its rollouts
+
+
+class Abandoned(RuntimeError):
+    """A rollout stopped because nobody waits for its view any more (nothing of it is cached)."""
+
+
+@contextlib.contextmanager
+def abandon_when(gone):
+    """Rollouts this thread starts inside the block stop, raising Abandoned, at the first supervision step
+    at which gone() is true."""
+    _WATCH.gone = gone
+    try:
+        yield
+    finally:
+        _WATCH.gone = None
+
+
+def on_step(_n: int) -> None:
+    """The on_step of every rollout a view makes (gram.rollout): raises Abandoned once this thread's gone()."""
+    gone = getattr(_WATCH, "gone", None)
+    if gone is not None and gone():
+        raise Abandoned("the view's session has ended")
 
 
 def presets(task: str) -> list[dict]:
@@ -182,7 +208,7 @@ def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperat
         within(trace_cost(cfg, n, n_sup, record, latents))
         xt = x.long()[None].expand(n, -1).contiguous()
         return rollout(model, xt, n_sup=n_sup, seed=seed, temperature=temperature, record=record, latents=latents,
-                       halt=halt).to_tensors()
+                       halt=halt, on_step=on_step).to_tensors()
 
     return Trace.from_tensors(_cached("trace", path, args, compute)[0])
 
@@ -197,7 +223,8 @@ def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
         within(batch_cost(cfg, n_inputs, n, n_sup), "Lower the samples, the puzzles or the depth.")
         task = get_task(cfg.train.task)
         sub = task.split("test", cfg.train.seed).sample(n_inputs, seed=1234)
-        samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle, chunk=BATCH_CHUNK)
+        samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle, chunk=BATCH_CHUNK,
+                                 on_step=on_step)
         P = len(sub)
         valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
         # answers: the samples in canonical form, what a vote counts (graph colouring: not colour names)

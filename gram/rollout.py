@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -172,7 +173,7 @@ def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] |
             temperature: float = 1.0, halt: bool = False, halt_at: float = HALT_AT, record: str = "steps", latents: str = "full",
             noise: str = "summary", y: torch.Tensor | None = None, puzzle: torch.Tensor | None = None,
             start: tuple | None = None, start_step: int = 0, streams: NoiseStreams | None = None,
-            dtype: str = "auto") -> Trace:
+            dtype: str = "auto", on_step: Callable[[int], None] | None = None) -> Trace:
     """Roll out B = len(x) trajectories for n_sup supervision steps of T transitions.
 
     x (B, S) inputs; seeds one per row (default seed, seed+1, ...); temperature scales the standard
@@ -181,6 +182,8 @@ def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] |
     'none'; latents 'full' (L, D) or 'pooled' (D, the mean over positions); noise 'summary' or 'full';
     y given: the posterior steers (what the guidance learned). Continue a rollout exactly with
     start=trace.state, start_step=its last step and streams=trace.streams (new streams branch off).
+    on_step(n) runs after each supervision step n; it may raise to abandon the rollout (the app does when the
+    view's user has left).
     """
     if record not in ("steps", "transitions", "none") or latents not in ("full", "pooled") or noise not in ("summary", "full"):
         raise ValueError(f"bad record/latents/noise option: {record!r}, {latents!r}, {noise!r}")
@@ -239,8 +242,10 @@ def rollout(model: GRAM, x: torch.Tensor, *, n_sup: int = 16, seeds: list[int] |
             stop = ~done & (p_halt > halt_at)
             halted_at[stop.cpu()] = n
             done |= stop
-            if done.all():
-                break
+        if on_step is not None:
+            on_step(n)
+        if halt and done.all():
+            break
     stack = lambda k, like: torch.stack(rec[k]) if rec[k] else like
     empty = torch.zeros(0)
     return Trace(
@@ -294,7 +299,7 @@ def branch(model: GRAM, x: torch.Tensor, seed: int | Trace, at_step: int, M: int
 
 def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 16, halt: bool = False, halt_at: float = HALT_AT,
            puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096,
-           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+           temperature: float = 1.0, on_step: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """N answers per input, width folded into the batch. x (P, S) -> samples (P, N, S), values (P, N).
     Trajectory j of input i uses seed + i * n + j, so any one can be replayed alone. temperature scales the
     prior's noise (below 1: samples nearer the prior's mean, fewer errors, less spread)."""
@@ -305,7 +310,8 @@ def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 
     for a in range(0, P * n, chunk):
         b = min(P * n, a + chunk)
         tr = rollout(model, flat[a:b], n_sup=n_sup, seeds=list(range(seed + a, seed + b)), halt=halt, halt_at=halt_at, record="none",
-                     puzzle=None if pz is None else pz[a:b], dtype=dtype, temperature=temperature)
+                     puzzle=None if pz is None else pz[a:b], dtype=dtype, temperature=temperature,
+                     on_step=on_step)
         outs.append(tr.final)
         vals.append(tr.final_value)
     return torch.cat(outs).view(P, n, S), torch.cat(vals).view(P, n)

@@ -169,6 +169,21 @@ def test_rollouts_wait_for_the_servers_lock(base, tmp_path, monkeypatch, cache):
     assert done.is_set()
 
 
+
+def test_a_view_whose_session_ended_stops_computing_and_caches_nothing(base, tmp_path, monkeypatch, cache):
+    from app import views
+
+    d = variant(base, tmp_path, monkeypatch)
+    x = torch.ones(49, dtype=torch.long)
+    asked = []
+    gone = lambda: asked.append(1) or len(asked) >= 3  # the tab closes during the third supervision step
+    with views.abandon_when(gone), pytest.raises(views.Abandoned):
+        views.trace(str(d), x, n=2, seed=0, n_sup=8)
+    assert len(asked) == 3
+    assert not views.on_disk("trace", str(d), views.trace_args(x, n=2, seed=0, n_sup=8))
+    with views.abandon_when(lambda: False):  # a session still there gets its whole view
+        assert len(views.trace(str(d), x, n=2, seed=0, n_sup=8).sup) == 8 * 2
+
 # --- uploads --------------------------------------------------------------------------------------
 def _upload_script(sources: list[str]):
     """Stores each checkpoint folder in `sources` as an upload, in order; records what store_upload said."""

@@ -137,3 +137,15 @@ def test_posterior_rollout_records_kl_and_deterministic_mode_has_no_noise():
         posterior_rollout(det, x, x)
     d = rollout(det, x, n_sup=2, dtype="fp32")
     assert d.noise == {} and d.streams is None
+
+
+def test_on_step_runs_after_every_supervision_step_and_may_stop_the_rollout():
+    seen = []
+    tr = rollout(tiny(), inputs(2), n_sup=3, on_step=seen.append)
+    assert seen == [1, 2, 3] and len(tr.sup) == 3
+
+    def stop(n):
+        if n == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        sample(tiny(), inputs(2), 4, n_sup=5, on_step=stop)
