@@ -6,7 +6,6 @@ import contextlib
 import streamlit as st
 
 from app import compute, figures, state, ui, views
-from gram import analysis
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -32,8 +31,9 @@ if x is None:
 if cfg is not None:
     with ui.guard("the live figures"):
         p = views.PAGE["tour"]
-        tr = compute.trace(ck, x, n=p["n"], seed=sel["seed"], n_sup=views.depth("tour", card, cfg),
-                           temperature=views.temperature(card, cfg), record=p["record"], latents=p["latents"])
+        view = dict(n=p["n"], seed=sel["seed"], n_sup=views.depth("tour", card, cfg),
+                    temperature=views.temperature(card, cfg), record=p["record"], latents=p["latents"])
+        tr = compute.trace(ck, x, **view)
 if ck is None:
     st.info(f"No {sel['mode']} checkpoint for {task.name} yet: the figures below need one. "
             "Pick another mode in the sidebar, upload one, or train one on the Train page.", icon=":material/info:")
@@ -87,7 +87,7 @@ with step(3, "Noise makes trajectories diverge",
           "projected on the two main principal components, coloured by its final answer.",
           "trajectories", "Explore trajectories"):
     if tr is not None:
-        proj = analysis.pca(tr.h, k=2)
+        proj = compute.pca(ck, x, k=2, **view)
         labels, _ = compute.answer_labels(task, x, tr.final, known)
         st.plotly_chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360),
                         key="tour_pca", config=CFG)

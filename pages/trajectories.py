@@ -46,7 +46,7 @@ with ui.guard("the rollout"), st.spinner(notice or "Rolling out..."):
     tr = compute.trace(ck, x, **view)
 if tr is None:
     st.stop()
-proj = analysis.pca(tr.h, k=3)
+proj = compute.pca(ck, x, k=3, **view)
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 labels, valid = compute.answer_labels(task, x, tr.final, known)
 step_names = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
