@@ -21,6 +21,10 @@ PURPLES = [[0, "#faf5ff"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
 LATENT = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]]
 MAX_FRAMES = 64  # steps carried by a figure: longer traces keep every k-th step and the last
 LATENT_DIMS = 24  # latent dimensions shown in h heat maps: those that vary most over the run
+# the guidance's per-step curves (gram.analysis.guidance_per_step's keys): name, colour (sigma_p in the violet of
+# its per-cell map)
+GUIDE = {"sigma": ("σ_p", "#7c3aed"), "mu": ("|μ_p|", "#0ea5e9"), "eps": ("|ε|", "#ec4899"),
+         "kl": ("KL(q || p)", "#dc2626")}
 
 
 def frame_steps(R: int, limit: int = MAX_FRAMES) -> list[int]:
@@ -115,8 +119,10 @@ def _frames(steps, labels, data_of, traces: list[int], annotations_of=None) -> l
 # --- Recursion: one trajectory, its partner, where h changes, where the prior explores, the heads ----------
 def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, titles: dict) -> dict:
     """rec holds per record point (R, ...): pred, probs, dh (|change of h| per position), sigma (the prior's
-    scale per position, or None), h (positions x LATENT_DIMS), value, halt; and the partner's pred/probs/halt
-    aligned to the same steps (or None). titles: panel name -> function of the step index -> text."""
+    scale per position, or None), h (positions x LATENT_DIMS), value, halt; guide, the guidance's size per step
+    (gram.analysis.guidance_per_step: sigma, mu, eps; {} without noise); guide_kl, the posterior's total KL per
+    step (or None); and the partner's pred/probs/halt aligned to the same steps (or None). titles: panel name ->
+    function of the step index -> text."""
     R = len(labels)
     steps = frame_steps(R)
     S = len(x)
@@ -127,12 +133,22 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
     axes = [_board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
             for k in range(4)]
-    layout["xaxis5"] = _axis((0.0, 0.46), "y5", title={"text": "latent dimension (the most varying)"},
+    latent, guide_dom, heads = (0.0, 0.28), (0.36, 0.64), (0.72, 1.0)
+    ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
+    layout["xaxis5"] = _axis(latent, "y5", title={"text": "latent dimension (the most varying)"},
                              showticklabels=False)
     layout["yaxis5"] = _axis(mid, "x5", title={"text": "position"}, autorange="reversed", showticklabels=False)
-    layout["xaxis6"] = _axis((0.56, 1.0), "y6", title={"text": "step (supervision.transition)"},
-                             tickvals=list(range(0, R, max(1, R // 8))), ticktext=labels[:: max(1, R // 8)])
+    layout["xaxis6"] = _axis(heads, "y6", title={"text": "step (supervision.transition)"}, **ticks)
     layout["yaxis6"] = _axis(mid, "x6", range=[0, 1.02], title={"text": "probability"})
+    guide = {k: v for k, v in (rec.get("guide") or {}).items() if k != "kl"}  # KL is the partner's: guide_kl
+    guide_kl = rec.get("guide_kl")
+    g_top = 1.08 * max([float(np.max(v)) for v in guide.values()] + [1e-6])
+    kl_top = 1.08 * float(np.max(guide_kl)) + 1e-6 if guide_kl is not None else 1.0
+    layout["xaxis7"] = _axis(guide_dom, "y7", title={"text": "step (supervision.transition)"}, **ticks)
+    layout["yaxis7"] = _axis(mid, "x7", range=[0, g_top], title={"text": "mean over positions"})
+    if guide_kl is not None:
+        layout["yaxis8"] = _axis(mid, "x7", range=[0, kl_top], overlaying="y7", side="right",
+                                 title={"text": "KL(q || p), nats"})
     partner = rec.get("p_pred") is not None
     sigma = rec.get("sigma")
     dh_range = (0.0, float(np.percentile(rec["dh"], 99)) or 1.0)
@@ -150,8 +166,9 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         out.append({"type": "heatmap", "z": _r(rec["h"][i], 2), "zmin": -h_max, "zmax": h_max,
                     "colorscale": LATENT, "showscale": False, "xaxis": "x5", "yaxis": "y5",
                     "hovertemplate": "position %{y}, dim %{x}: %{z:.2f}<extra></extra>"})
-        out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": "x6", "yaxis": "y6",
-                    "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip"})
+        for xa, ya, top in (("x6", "y6", 1.02), ("x7", "y7", g_top)):  # the step marker, in both step plots
+            out.append({"type": "scatter", "x": [i, i], "y": [0, top], "mode": "lines", "xaxis": xa, "yaxis": ya,
+                        "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip"})
         return out
 
     first = dynamic(active)
@@ -167,8 +184,15 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         static.append({"type": "scatter", "x": xs, "y": _r(rec["p_halt"]), "name": "P(halt), partner",
                        "mode": "lines", "line": {"color": figures.DET, "width": 2}, "xaxis": "x6", "yaxis": "y6",
                        "customdata": labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>partner P(halt)</extra>"})
+    curves = [(*GUIDE[k], v, "y7") for k, v in guide.items()] + \
+        ([(*GUIDE["kl"], guide_kl, "y8")] if guide_kl is not None else [])
+    for name, colour, v, ya in curves:  # named in the panel's title, with their values at the shown step
+        static.append({"type": "scatter", "x": xs, "y": _r(v), "name": name, "mode": "lines", "showlegend": False,
+                       "line": {"color": colour, "width": 2.5, **({"dash": "dash"} if ya == "y8" else {})},
+                       "xaxis": "x7", "yaxis": ya, "customdata": labels,
+                       "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"})
     layout["showlegend"] = True
-    layout["legend"] = {"orientation": "h", "x": 0.56, "y": 0.43, "xanchor": "left", "yanchor": "bottom"}
+    layout["legend"] = {"orientation": "h", "x": heads[0], "y": 0.43, "xanchor": "left", "yanchor": "bottom"}
     for t in first:
         t["showlegend"] = False
     layout["shapes"] = [{"type": "line", "xref": "x6", "yref": "y6", "x0": 0, "x1": R - 1, "y0": rec["halt_at"],
@@ -177,10 +201,16 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         layout["shapes"].append({"type": "line", "xref": "x6", "yref": "y6", "x0": rec["act_stop"], "x1": rec["act_stop"],
                                  "y0": 0, "y1": 1.02, "line": {"color": figures.GRAM, "width": 1, "dash": "dash"}})
 
+    def guide_values(i: int) -> str:
+        return " · ".join(f"<span style='color:{colour}'>{name} {float(v[i]):.3g}</span>"
+                          for name, colour, v, _ in curves)
+
     def annotations(i: int) -> list[dict]:
         return [_title(titles["board"](i), panels[0], 1.0), _title(titles["partner"](i), panels[1], 1.0),
                 _title(titles["dh"](i), panels[2], 1.0), _title(titles["sigma"](i), panels[3], 1.0),
-                _title("high-level latent h", (0.0, 0.46), 0.41), _title("value and halting heads", (0.56, 1.0), 0.47)]
+                _title("high-level latent h", latent, 0.41), _title("value and halting heads", heads, 0.47),
+                _title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47),
+                {**_title(guide_values(i), guide_dom, 0.42), "font": {"size": 12, "color": MUTED}}]
 
     layout["annotations"] = annotations(active)
     layout.update(player(labels, steps, active))

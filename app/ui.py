@@ -1,6 +1,7 @@
-"""UI pieces shared by the pages: page header, the 'no checkpoint yet' card with one-click training, the
-puzzle picker (preset / random test puzzle / typed), the checkpoint loader, the play/pause step scrubber, and
-`guard`, which turns any error into a message."""
+"""UI pieces shared by the pages: page header (with the figures' download format), the 'no checkpoint yet' card
+with one-click training, the puzzle picker (preset / random test puzzle / typed), the checkpoint loader, the
+play/pause step scrubber, the numbers behind a view (JSON and CSV), `advanced`/`knob` (what a lesson link hides),
+and `guard`, which turns any error into a message."""
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,9 @@ from app import compute, figures, state, views
 from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
-# every figure's toolbar: hover tools off, the camera on (PNG at twice the screen's resolution, for slides)
-CHART = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2},
-         "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
+# every figure's toolbar: hover tools off, the camera on; it saves in the format the page header sets
+CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
+FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
 
 
 def css() -> None:
@@ -29,7 +30,30 @@ def css() -> None:
 
 
 def header(title: str, lead: str) -> None:
-    st.markdown(f"<div class='gram-title'>{title}</div><div class='gram-lead'>{lead}</div>", unsafe_allow_html=True)
+    """The page's title and lead, and (outside a lesson) the format every figure's camera button saves in: the
+    control comes first on the page, so every figure below is drawn with it."""
+    key = state_key("g", "fig", "png", valid=lambda v: v in FORMATS)
+    text = f"<div class='gram-title'>{title}</div><div class='gram-lead'>{lead}</div>"
+    if not advanced():
+        st.markdown(text, unsafe_allow_html=True)
+        return
+    a, b = st.columns([6, 1])
+    a.markdown(text, unsafe_allow_html=True)
+    b.segmented_control("Save figures as", list(FORMATS), format_func=FORMATS.get, key=key, width="stretch",
+                        help="The camera button in each figure's toolbar downloads it in this format: PNG at twice "
+                             "the screen's resolution, or SVG, which stays sharp at any size on a slide.")
+
+
+def advanced() -> bool:
+    """Whether to draw a page's advanced controls: not under a lesson link (?g_lesson=true), which shows one
+    focused view, as TensorFlow Playground does."""
+    return not st.session_state.get("g_lesson", False)
+
+
+def knob(widget, *args, key: str, **kwargs):
+    """An advanced control: `widget(*args, key=key, **kwargs)`, or under a lesson link its value (the link's or
+    the default, bound to `key` by state_key) without drawing it."""
+    return widget(*args, key=key, **kwargs) if advanced() else st.session_state[key]
 
 
 @contextlib.contextmanager
@@ -118,26 +142,58 @@ def step_index(prefix: str, R: int) -> int:
     return int(st.session_state[step_key(prefix, R)])
 
 
-def download_numbers(name: str, numbers: dict, key: str) -> None:
-    """The numbers behind a view, as JSON, for a slide or a notebook."""
-    import json
-
+def _plain(v):
+    """A number, a string or an array as JSON-ready Python values (floats to 5 decimals)."""
     import numpy as np
 
-    def plain(v):
-        if isinstance(v, str) or not hasattr(v, "__len__"):
-            return v
-        a = np.asarray(v)
-        return a.round(5).tolist() if a.dtype.kind == "f" else a.tolist()
+    if isinstance(v, str) or not hasattr(v, "__len__"):
+        return round(float(v), 5) if isinstance(v, (float, np.floating)) else v.item() if hasattr(v, "item") else v
+    a = np.asarray(v)
+    return a.round(5).tolist() if a.dtype.kind == "f" else a.tolist()
 
-    plain_numbers = {k: plain(v) for k, v in numbers.items()}
-    st.download_button("The numbers behind this view (JSON)", json.dumps(plain_numbers), file_name=f"{name}.json",
-                       mime="application/json", key=key, icon=":material/download:")
+
+def csv_text(table: dict) -> str:
+    """A table given as columns (name -> values, all as long) as CSV, one row per value."""
+    import csv
+    import io
+
+    cols = {k: _plain(v) for k, v in table.items()}
+    if len({len(v) for v in cols.values()}) > 1:
+        raise ValueError(f"columns of different lengths: { {k: len(v) for k, v in cols.items()} }")
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(cols)
+    cell = lambda v: str(v).lower() if isinstance(v, bool) else v
+    w.writerows([cell(v) for v in row] for row in zip(*cols.values()))
+    return out.getvalue()
+
+
+def download_numbers(name: str, tables: dict[str, dict], key: str, extra: dict | None = None) -> None:
+    """The numbers behind a view, for a slide, a spreadsheet or a notebook: every table (a title -> its columns)
+    as one JSON file with the `extra` numbers that are no table, and each table as a CSV file of its own."""
+    import json
+
+    doc = {**{k: _plain(v) for k, v in (extra or {}).items()},
+           **{t: {k: _plain(v) for k, v in cols.items()} for t, cols in tables.items()}}
+    with st.popover("The numbers behind this view", icon=":material/download:"):
+        st.download_button("All of them (JSON)", json.dumps(doc), file_name=f"{name}.json", mime="application/json",
+                           key=key, icon=":material/data_object:", on_click="ignore")
+        for title, table in tables.items():
+            slug = title.replace(" ", "-")
+            st.download_button(f"{title.capitalize()} (CSV)", csv_text(table), file_name=f"{name}-{slug}.csv",
+                               mime="text/csv", key=f"{key}_{slug}", icon=":material/table:", on_click="ignore")
+
+
+def config(key: str) -> dict:
+    """A figure's toolbar settings: the camera saves it as `<key>.png` or `.svg`, as the page header sets."""
+    fmt = st.session_state.get("g_fig") or "png"  # a segmented control clicked twice holds None
+    return {**CHART, "toImageButtonOptions": {"format": fmt, "filename": f"gram-{key}",
+                                              **({"scale": 2} if fmt == "png" else {})}}
 
 
 def chart(fig, key: str, **kw):
-    """st.plotly_chart with the house settings: the toolbar's camera saves a PNG for a slide."""
-    return st.plotly_chart(fig, key=key, config=CHART, **kw)
+    """st.plotly_chart with the house settings: the toolbar's camera saves the figure for a slide."""
+    return st.plotly_chart(fig, key=key, config=config(key), **kw)
 
 
 class _Prebuilt(go.Figure):
@@ -157,9 +213,9 @@ def prebuilt(spec: dict) -> go.Figure:
     return _Prebuilt(spec)
 
 
-def stepping_chart(fig: dict, key: str) -> None:
+def stepping_chart(fig: dict, key: str, **kw):
     """A figure that carries its steps as frames (app.stepfig): drawn once, stepped in the browser."""
-    st.plotly_chart(_Prebuilt(fig), key=key, config=CHART)
+    return chart(_Prebuilt(fig), key, **kw)
 
 
 def need_partner(sel: dict, mode: str, key: str):
@@ -176,8 +232,8 @@ def need_partner(sel: dict, mode: str, key: str):
 def noise_scale(prefix: str, default: float = 1.0) -> float:
     """The one stochastic knob every sampling page shares, bound to the URL; opens at the card's value."""
     key = state_key(prefix, "temp", default, float, valid=lambda v: 0 <= v <= 2)
-    return st.slider("Noise scale", 0.0, 2.0, step=0.1, key=key,
-                     help="Scales the standard normal behind the guidance noise; 0 follows the learned mean.")
+    return knob(st.slider, "Noise scale", 0.0, 2.0, step=0.1, key=key,
+                help="Scales the standard normal behind the guidance noise; 0 follows the learned mean.")
 
 
 def partner_trace(task, ck, x: torch.Tensor, **trace_kwargs):
@@ -253,8 +309,7 @@ def board_editor(task, prefix: str, start: torch.Tensor) -> torch.Tensor | None:
         st.rerun()
     pending = st.session_state.get(f"{prefix}_pending")
     chart_key = f"{prefix}_editor_{st.session_state[n_key]}"  # a new chart after each edit: its selection is spent
-    ev = st.plotly_chart(figures.board_editor(task, x, pending), key=chart_key, on_select="rerun",
-                         selection_mode="points", config=CHART)
+    ev = chart(figures.board_editor(task, x, pending), chart_key, on_select="rerun", selection_mode="points")
     try:
         pts = ev["selection"]["points"] if ev else []
     except (KeyError, TypeError):
@@ -285,3 +340,80 @@ def state_key(prefix: str, name: str, default, cast=str, valid=None) -> str:
     key = f"{prefix}_{name}"
     state.bind(key, default, cast, valid)
     return key
+
+
+# --- the Tour's story: its five steps' text, fitted to the task, the checkpoint's mode and the puzzle -----------
+def tour_story(task, mode: str, n_known: int | None, n_samples: int) -> list[tuple[str, str]]:
+    """(title, text) of each of the Tour's five steps. Each text reads on its own, without touching anything,
+    and says what its figure shows for this task: n_known is the number of valid answers of the puzzle shown
+    (None when unknown or unconditional), n_samples the trajectories its figures draw."""
+    kind = getattr(task, "board", "tokens")
+    uncond = task.unconditional
+    thing = ("digit" if kind == "image" else "grid") if uncond else "answer"  # what one sample ends on
+    shown = {"queens": "board", "sudoku": "grid", "graph": "colouring", "image": "image", "grid": "grid"}.get(kind, "answer")
+    many = uncond or (task.multi_solution and n_known != 1)
+    noisy = mode in ("gram", "noise")
+
+    if uncond:
+        title1, end1 = "Generating from nothing", f"A generator should make a new {thing} every time."
+    elif n_known == 1 or not task.multi_solution:
+        title1 = "A puzzle with one answer"
+        end1 = ("This one has a single valid answer. " if task.multi_solution else "") + \
+            "Finding it means trying, and backing out of, many partial answers."
+    else:
+        title1 = "A puzzle with many answers"
+        end1 = (f"This one has {n_known} valid answers" if n_known else "Puzzles like this one have several valid "
+                "answers") + ": a good reasoner should find *all* of them, not just one."
+    story = [(title1, f"**{task.name}**. {task.rules} {end1}")]
+
+    recursion = ("A single latent state *h* is refined by the same network again and again (a flat loop, no "
+                 "fast and slow states)" if mode == "flat" else
+                 "A latent state *z = (h, l)* is refined step after step: the fast state *l* several times, then the "
+                 "slow state *h*, which the decoder reads")
+    story.append(("Reasoning is recursion in latent space",
+                  f"{recursion}. Below, one trajectory's {shown} as the decoder reads it after successive supervision "
+                  f"steps: the {'image sharpens into a digit' if kind == 'image' else thing + ' takes shape'}."))
+
+    settle = (f"end on different {thing}s" if uncond else "settle on different answers" if many
+              else "search apart before they meet at the one answer, or fail to")
+    if mode == "gram":
+        noise = ("Each transition adds noise *eps ~ N(mu_p, sigma_p^2)* to *h*, from a **learned prior** that "
+                 f"proposes where and how much to explore. Trajectories that start from the same *z0* drift apart and "
+                 f"{settle}.")
+    elif mode == "noise":
+        noise = ("Each transition adds noise of a fixed scale to *h* (this checkpoint's prior is not learned). "
+                 f"Trajectories that start from the same *z0* drift apart and {settle}.")
+    else:
+        noise = ("This checkpoint adds no noise: every trajectory from the same *z0* takes the same path to the same "
+                 "answer, so the lines below lie on top of each other. GRAM's learned noise is what lets them part.")
+    story.append(("Noise makes trajectories diverge",
+                  f"{noise} Below, each of {n_samples} trajectories is a line: its *h* over every transition, on the "
+                  f"two main principal components, coloured by the {thing} it ends on."))
+
+    if uncond:
+        title4 = "More samples, more variety"
+        width = (f"For a generator, width is variety. Below, the distinct valid {thing}s among the first N samples, "
+                 "against N: when every sample is new, the curve follows the diagonal.")
+    elif many:
+        title4 = "More samples, more answers"
+        width = ("Width scaling draws N trajectories and keeps what they find. Below, the distinct valid answers "
+                 "among the first N samples of this puzzle, against N. To answer with one of them, a selector keeps "
+                 "the most frequent (**majority vote**) or the one the **latent process reward model**, a value head "
+                 "on *h*, scores highest.")
+    else:
+        title4 = "More samples, better odds"
+        width = ("With one answer to find, width buys chances. Below, whether any of the first N samples has found it "
+                 "(1) or not yet (0), against N. A selector then keeps one answer: the most frequent (**majority "
+                 "vote**) or the one the **latent process reward model**, a value head on *h*, scores highest.")
+    if not noisy:
+        width += " Without noise every sample is the same, so the curve stays where one sample puts it."
+    story.append((title4, width + " Depth scaling is the other axis: recurse longer, or halt when the halting head is "
+                                  "confident."))
+
+    target = f"the target {thing}" if uncond else "the answer"
+    story.append(("Train it yourself",
+                  f"Training maximises an evidence lower bound: a **posterior** that sees {target} steers the noise, "
+                  "and a KL term teaches the **prior** to steer the same way without it. The Train page draws the "
+                  "prior's held-out accuracy beside the posterior's as a run goes: when the prior catches up, the "
+                  "guidance is learned; when only the posterior is right, it is leaking the answer."))
+    return story

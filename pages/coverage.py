@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections import Counter
 
 import streamlit as st
-import torch
 
 from app import compute, figures, state, ui, views
 from gram.tasks import get_task
@@ -64,30 +63,33 @@ if known:
     fig.update_yaxes(range=[0, len(known) + 0.5])
 l, r = st.columns([1.2, 1])
 with l:
-    st.plotly_chart(fig, key="cov_curve", config=ui.CHART)
+    ui.chart(fig, "cov_curve")
     if other is None:
         ui.need_partner(sel, partner_mode, "cov_partner_train")
+    ui.download_numbers(f"coverage-{ck.mode}-n{n}", {
+        "per width": {"n": ns, **{f"distinct_valid_{k}": v for k, v in series.items()}},
+        "per sample": {"sample": range(n), "seed": tr.seeds, "label": labels, "valid": valid,
+                       "answer": [task.format_output(a) for a in tr.final]}},
+        "cov_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "depth": n_sup, "noise_scale": temp,
+                               "valid_answers_of_the_puzzle": len(known) if known else None})
 with r:
     if found:
         order = sorted(found, key=lambda s: -found[s])
         toks = [next(a for a, v in zip(tr.final, valid) if v and task.format_output(a) == s) for s in order]
         names = [f"{labels[[task.format_output(a) for a in tr.final].index(s)]} · ×{found[s]}" for s in order]
-        st.plotly_chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
-                                           height_per_row=170, title="the answers GRAM found (× how often)"),
-                        key="cov_gallery", config=ui.CHART)
+        ui.chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
+                                    height_per_row=170, title="the answers found (× how often)"), "cov_gallery")
     else:
         st.warning("None of the samples is a valid answer yet: this checkpoint has not learned the task. "
                    "Train longer, or pick a shipped checkpoint.", icon=":material/warning:")
         targets = compute.known_targets(task.name, cfg.train.seed, x)
         if targets:
-            st.plotly_chart(figures.board_grid(task, [t.numpy() for t in targets[:24]], None, given=x.numpy(), ncols=4,
-                                               height_per_row=170, title=f"the {len(targets)} answers to find"),
-                            key="cov_gallery", config=ui.CHART)
+            ui.chart(figures.board_grid(task, [t.numpy() for t in targets[:24]], None, given=x.numpy(), ncols=4,
+                                        height_per_row=170, title=f"the {len(targets)} answers to find"), "cov_gallery")
 if known:
     targets = compute.known_targets(task.name, cfg.train.seed, x)
     missed = [t for s, t in zip(known, targets) if s not in found]
     if missed:
         with st.expander(f"{len(missed)} valid completion{'s' if len(missed) != 1 else ''} no sample reached"):
-            st.plotly_chart(figures.board_grid(task, [t.numpy() for t in missed[:24]], None,
-                                               given=x.numpy(), ncols=6, height_per_row=150),
-                            key="cov_missed", config=ui.CHART)
+            ui.chart(figures.board_grid(task, [t.numpy() for t in missed[:24]], None, given=x.numpy(), ncols=6,
+                                        height_per_row=150), "cov_missed")

@@ -42,9 +42,10 @@ with c2:
         "gen", "n", views.PAGE["generation"]["n"], int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
 with c3:
     # up to 256: unconditional Sudoku keeps repairing its boards that long (its card is read at depth 256)
-    n_sup = st.slider("Depth", 1, MAX_DEPTH, key=ui.state_key("gen", "depth", views.depth("generation", card, cfg), int,
-                                                              valid=lambda v: 1 <= v <= MAX_DEPTH),
-                      help="Opens at the depth the checkpoint's card was evaluated at.")
+    n_sup = ui.knob(st.slider, "Depth", 1, MAX_DEPTH,
+                    key=ui.state_key("gen", "depth", views.depth("generation", card, cfg), int,
+                                     valid=lambda v: 1 <= v <= MAX_DEPTH),
+                    help="Opens at the depth the checkpoint's card was evaluated at.")
 if x is None:
     st.stop()
 
@@ -67,3 +68,10 @@ ui.stepping_chart(stepfig.generation(task, None if empty is not None else x.nump
                                      title=f"{n} samples refining over {R} supervision steps"), "gen_view")
 st.caption(f"Valid at the last step: {int(ok[-1].sum())} of {n}; distinct: {len(tr.pred[-1].unique(dim=0))} of {n}. "
            "Press play: each frame is one supervision step, drawn in your browser.")
+ui.download_numbers(f"generation-{ck.mode}-n{n}", {
+    "per step": {"step": names, "valid_share": series["valid samples"], "mean_confidence": series["mean confidence"],
+                 "distinct_share": series["distinct samples (share)"]},
+    "per sample": {"sample": range(n), "seed": tr.seeds, "valid_at_the_end": ok[-1],
+                   "answer": [task.format_output(a) for a in tr.final]}},
+    "gen_download", extra={"input": "blank" if empty is not None else task.format_input(x), "mode": ck.mode,
+                           "noise_scale": view["temperature"]})

@@ -31,11 +31,11 @@ with c3:
 with c4:
     targets = compute.known_targets(task.name, cfg.train.seed, x) if x is not None else None
     can_q = model.posterior is not None and bool(targets)
-    show_q = st.toggle("Posterior q", key=ui.state_key("rec", "q", False, lambda v: v == "true"),
-                       disabled=not can_q,
-                       help="Beside the prior's trajectory, the same puzzle rolled out by the posterior q, which sees "
-                            "a valid answer: where the answer had to steer, and by how much (KL(q || p))."
-                       if can_q else "Needs a GRAM checkpoint and a puzzle whose answers are known.")
+    show_q = ui.knob(st.toggle, "Posterior q", key=ui.state_key("rec", "q", False, lambda v: v == "true"),
+                     disabled=not can_q,
+                     help="Beside the prior's trajectory, the same puzzle rolled out by the posterior q, which sees "
+                          "a valid answer: where the answer had to steer, and by how much (KL(q || p))."
+                     if can_q else "Needs a GRAM checkpoint and a puzzle whose answers are known.")
 if x is None:
     st.stop()
 
@@ -57,9 +57,11 @@ labels = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
 R = len(labels)
 ok = task.is_correct(x[None].expand(R, -1), tr.pred[:, 0]).numpy()
 dims = analysis.varying_dims(tr, 0, stepfig.LATENT_DIMS)
-sigma = tr.noise["sigma"][:, 0].float().numpy() if "sigma" in tr.noise else None
+guide = analysis.guidance(tr)  # (R, L) per position: sigma, mu, eps
+COLUMN = {"sigma": "sigma_p", "mu": "abs_mu_p", "eps": "abs_eps"}  # their names in the numbers' tables
+sigma = guide.get("sigma")
 rec = {"pred": tr.pred[:, 0].numpy(), "probs": tr.probs[:, 0].float().numpy(),
-       "dh": analysis.h_change(tr, 0, model.h0.detach()), "sigma": sigma,
+       "dh": analysis.h_change(tr, 0, model.h0.detach()), "sigma": sigma, "guide": analysis.guidance_per_step(tr),
        "h": tr.h[:, 0].float().numpy()[:, :, dims], "value": tr.value[:, 0].numpy(), "halt": tr.halt[:, 0].numpy(),
        "halt_at": inference(card, cfg.train.n_sup)["halt_at"], "act_stop": tr.act_stop(),
        "p_pred": None}
@@ -68,9 +70,10 @@ if other is not None:
     j = analysis.align_steps(tr, other)
     rec.update(p_pred=other.pred[j, 0].numpy(), p_probs=other.probs[j, 0].float().numpy(), p_halt=other.halt[j, 0].numpy())
     p_ok = task.is_correct(x[None].expand(R, -1), other.pred[j, 0]).numpy()
-    kl = other.noise["kl"][j, 0].float().numpy() if "kl" in other.noise else None  # (R, L) per position
+    kl = analysis.guidance(other).get("kl")  # (R', L) per position, where the posterior steered
     if kl is not None:  # the guidance panel shows where the answer had to steer instead of the prior's scale
-        rec["sigma"] = kl
+        kl = kl[j]
+        rec.update(sigma=kl, guide_kl=kl.sum(1))
 verdict = lambda v: "✓ valid" if v else "✗ not valid yet"
 mode_name = state.MODE_LABELS.get(ck.mode, ck.mode)
 titles = {
@@ -84,11 +87,20 @@ titles = {
 }
 step0 = ui.step_index("rec", R)
 ui.stepping_chart(stepfig.recursion(task, x.numpy(), rec, labels, step0, titles), "rec_view")
-ui.download_numbers(f"recursion-{ck.mode}-seed{sel['seed']}", {
-    "steps": labels, "answer": [task.format_output(p) for p in tr.pred[:, 0]], "valid": ok, "lprm_value": rec["value"],
-    "p_halt": rec["halt"], "h_change_per_position": rec["dh"],
-    **({"sigma_p_per_position": sigma} if sigma is not None else {}),
-    **({"kl_per_position": kl} if kl is not None else {})}, "rec_download")
+per_step = {"step": labels, "answer": [task.format_output(p) for p in tr.pred[:, 0]], "valid": ok,
+            "lprm_value": rec["value"], "p_halt": rec["halt"], "h_change": np.linalg.norm(rec["dh"], axis=1),
+            **{COLUMN[k]: v for k, v in rec["guide"].items()}}
+L = rec["dh"].shape[1]
+per_cell = {"step": np.repeat(labels, L), "position": np.tile(np.arange(L), R), "h_change": rec["dh"].ravel(),
+            **{COLUMN[k]: v.ravel() for k, v in guide.items()}}
+if other is not None:
+    per_step.update(partner_valid=p_ok, partner_p_halt=rec["p_halt"])
+if kl is not None:
+    per_step["kl_total"] = rec["guide_kl"]
+    per_cell["kl"] = kl.ravel()
+ui.download_numbers(f"recursion-{ck.mode}-seed{sel['seed']}", {"per step": per_step, "per step and position": per_cell},
+                    "rec_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "partner": partner_name,
+                                           "seed": sel["seed"], "noise_scale": temp, "halt_at": rec["halt_at"]})
 if other is None and not show_q:
     ui.need_partner(sel, partner_mode, "rec_partner_train")
 with st.expander("What am I looking at?", expanded=False):
@@ -100,6 +112,12 @@ with st.expander("What am I looking at?", expanded=False):
         "- **Where h moved**: per position, how far *h* changed at this transition. **Where the prior explores**: "
         "σ<sub>p</sub> per position, the scale of the learned noise `eps ~ N(mu_p, sigma_p^2)` added to *h*: "
         "`h = f_H(h + l) + eps`. The noise-scale control multiplies the standard normal behind it.\n"
+        "- **The guidance, per step**: averaged over positions, σ<sub>p</sub>, |μ<sub>p</sub>| (the size of the "
+        "prior's mean, RMS over the latent dimensions) and |ε| (the size of the noise drawn, "
+        "`eps = mu_p + sigma_p * scale * z`): |ε| follows the noise scale and equals |μ<sub>p</sub>| at 0, "
+        "while σ<sub>p</sub> and |μ<sub>p</sub>| move with the trajectory the noise leads to. With the posterior "
+        "toggle on, KL(q || p) summed over positions (dashed, right axis): how much the answer steered at "
+        "each step.\n"
         f"- **h**: one row per position, the {len(dims)} latent dimensions that vary most over this run.\n"
         "- **Value / halting**: the LPRM head estimates how good the current answer is; P(halt) is the halting head's "
         f"belief that this step's answer is right; ACT halts once it passes {rec['halt_at']} at the end of a "

@@ -22,12 +22,12 @@ with c1:
     n = st.select_slider("Samples N per puzzle", [1, 2, 4, 8, 16, 32, 64], key=ui.state_key(
         "sel", "n", views.PAGE["selection"]["n"], int, valid=lambda v: v in (1, 2, 4, 8, 16, 32, 64)))
 with c2:
-    p = st.select_slider("Held-out puzzles", [8, 16, 32, 64, 128], key=ui.state_key(
+    p = ui.knob(st.select_slider, "Held-out puzzles", [8, 16, 32, 64, 128], key=ui.state_key(
         "sel", "p", views.PAGE["selection"]["p"], int, valid=lambda v: v in (8, 16, 32, 64, 128)))
 with c3:
-    n_sup = st.slider("Depth", 1, 32, key=ui.state_key("sel", "depth", views.depth("selection", card, cfg), int,
-                                                       valid=lambda v: 1 <= v <= 32),
-                      help="Opens at the depth the checkpoint's card was evaluated at.")
+    n_sup = ui.knob(st.slider, "Depth", 1, 32, key=ui.state_key("sel", "depth", views.depth("selection", card, cfg), int,
+                                                                valid=lambda v: 1 <= v <= 32),
+                    help="Opens at the depth the checkpoint's card was evaluated at.")
 
 b = None
 view = dict(n_inputs=p, n=n, seed=sel["seed"], n_sup=n_sup)
@@ -58,14 +58,16 @@ with l:
                          colors={"majority vote": figures.VOTE, "LPRM best-of-N": figures.LPRM,
                                  "oracle (any valid)": figures.BAD}, log_x=True, yrange=(0, 1.02),
                          dash={"oracle (any valid)": "dot"})
-    st.plotly_chart(fig, key="sel_curve", config=ui.CHART)
+    ui.chart(fig, "sel_curve")
 with r:
-    st.plotly_chart(figures.disagreement_bars(int((vote_ok & lprm_ok).sum()), int((vote_ok & ~lprm_ok).sum()),
-                                              int((~vote_ok & lprm_ok).sum()), int((~vote_ok & ~lprm_ok).sum())),
-                    key="sel_bars", config=ui.CHART)
+    ui.chart(figures.disagreement_bars(int((vote_ok & lprm_ok).sum()), int((vote_ok & ~lprm_ok).sum()),
+                                       int((~vote_ok & lprm_ok).sum()), int((~vote_ok & ~lprm_ok).sum())), "sel_bars")
 
-ui.download_numbers(f"selection-{ck.mode}-n{n}", {**cur, "vote_pick_valid": vote_ok, "lprm_pick_valid": lprm_ok},
-                    "sel_download")
+ui.download_numbers(f"selection-{ck.mode}-n{n}", {
+    "per width": cur,
+    "per puzzle": {"puzzle": range(P), "vote_pick": iv, "lprm_pick": il, "vote_pick_valid": vote_ok,
+                   "lprm_pick_valid": lprm_ok, "valid_samples": valid.sum(1)}},
+    "sel_download", extra={"mode": ck.mode, "samples": n, "depth": n_sup})
 
 st.markdown("#### One puzzle up close")
 differ = [i for i in range(P) if vote_ok[i] != lprm_ok[i] or
@@ -84,8 +86,8 @@ for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPR
         st.markdown(f"**{name}** picks sample {idx} ({votes}/{n} votes, value {values[idx]:.2f}) "
                     f"<span class='gram-pill {'ok' if good else 'bad'}'>{'valid' if good else 'invalid'}</span>",
                     unsafe_allow_html=True)
-        st.plotly_chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320, showscale=False),
-                        key=f"sel_board_{name.split()[0]}", config=ui.CHART)
+        ui.chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320, showscale=False),
+                 f"sel_board_{name.split()[0]}")
 with a3:
     order = np.argsort(-values)
     fig = go.Figure(go.Bar(x=[str(j) for j in order], y=values[order],
@@ -93,8 +95,7 @@ with a3:
                            hovertemplate="sample %{x}: value %{y:.2f}<extra></extra>"))
     fig.update_xaxes(title="sample (sorted by value); green = valid", type="category")
     fig.update_yaxes(title="LPRM value", range=[0, 1])
-    st.plotly_chart(figures.style(fig, "value of each sample", height=340, legend=False), key="sel_values",
-                    config=ui.CHART)
+    ui.chart(figures.style(fig, "value of each sample", height=340, legend=False), "sel_values")
 if not differ:
     st.caption("On this batch the two selectors pick the same answer for every puzzle.")
 else:

@@ -41,13 +41,12 @@ pres = state.presets(task.name)
 known = compute.known_solutions(task.name, split_seed, x) if not task.unconditional else None
 what = ("the blank input" if task.unconditional else pres[0]["name"] if pres else "a held-out puzzle")
 
-CFG = ui.CHART
-
 
 @contextlib.contextmanager
-def step(n: int, title: str, text: str, page: str, link: str):
-    """One step of the tour: a divider (after the first), the text and link on the left; the body of the
+def step(n: int, page: str, link: str):
+    """One step of the tour: a divider (after the first), its story and link on the left; the body of the
     `with` block draws the live figure on the right."""
+    title, text = story[n - 1]
     if n > 1:
         st.divider()
     a, b = st.columns([1, 1.3], gap="large")
@@ -60,42 +59,27 @@ def step(n: int, title: str, text: str, page: str, link: str):
         yield
 
 
-many = (f"This one has {len(known)} valid answers: a good reasoner should be able to find *all* of them, not just one."
-        if known and len(known) > 1 else "A generator should write a different one every time." if task.unconditional
-        else "Searching for it means trying, and backing out of, many partial answers.")
-with step(1, "A task with many answers" if (task.multi_solution or task.unconditional) else "A task with one answer",
-          f"**{task.name}**. {task.rules} {many}", "recursion", "Open a puzzle in Recursion"):
-    st.plotly_chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300, showscale=False),
-                    key="tour_puzzle", config=CFG)
+story = ui.tour_story(task, sel["mode"] if ck is None else ck.mode, len(known) if known else None, views.PAGE["tour"]["n"])
+with step(1, "recursion", "Open a puzzle in Recursion"):
+    ui.chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300, showscale=False), "tour_puzzle")
 
-with step(2, "Reasoning is recursion in latent space",
-          "A latent state *z = (h, l)* is refined step after step: the fast state *l* several times, then the slow "
-          "state *h*, which the decoder reads. Below: one trajectory's board after successive supervision steps.",
-          "recursion", "Scrub through the recursion"):
+with step(2, "recursion", "Scrub through the recursion"):
     if tr is not None:
         T = int(tr.trans.max())
         ends = [k for k in range(len(tr.sup)) if int(tr.trans[k]) == T]
         pick = ends[:: max(1, len(ends) // 5)][:5]
-        st.plotly_chart(figures.board_grid(task, [tr.pred[k, 0].numpy() for k in pick],
-                                           [f"step {int(tr.sup[k])}" for k in pick], given=x.numpy(),
-                                           probs=[tr.probs[k, 0].float().numpy() for k in pick], ncols=5,
-                                           height_per_row=170), key="tour_steps", config=CFG)
+        ui.chart(figures.board_grid(task, [tr.pred[k, 0].numpy() for k in pick],
+                                    [f"step {int(tr.sup[k])}" for k in pick], given=x.numpy(),
+                                    probs=[tr.probs[k, 0].float().numpy() for k in pick], ncols=5,
+                                    height_per_row=170), "tour_steps")
 
-with step(3, "Noise makes trajectories diverge",
-          "Each transition adds noise *eps ~ N(mu(u), sigma(u)^2)* to *h*, from a **learned prior**. Trajectories "
-          "that start at the same *z0* drift apart and settle on different answers. Each line is one trajectory, "
-          "projected on the two main principal components, coloured by its final answer.",
-          "trajectories", "Explore trajectories"):
+with step(3, "trajectories", "Explore trajectories"):
     if tr is not None:
         proj = compute.pca(ck, x, k=2, **view)
         labels, _ = compute.answer_labels(task, x, tr.final, known)
-        st.plotly_chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360),
-                        key="tour_pca", config=CFG)
+        ui.chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360), "tour_pca")
 
-with step(4, "More samples, better answers",
-          "Width scaling: draw N trajectories and pick one answer, by **majority vote** or by the **latent process "
-          "reward model** (a value head on *h*). Depth scaling: recurse longer, or halt adaptively.",
-          "selection", "Compare selection rules"):
+with step(4, "selection", "Compare selection rules"):
     if tr is not None:
         ns = compute.widths(len(tr.final))
         cov = compute.coverage_curve(task, x, tr.final, ns)
@@ -105,12 +89,8 @@ with step(4, "More samples, better answers",
         if known:
             fig.add_hline(y=len(known), line=dict(dash="dash", color=figures.MUTED),
                           annotation_text=f"all {len(known)} answers")
-        st.plotly_chart(fig, key="tour_cov", config=CFG)
+        ui.chart(fig, "tour_cov")
 
-with step(5, "Train it yourself",
-          "Training maximises an evidence lower bound: a **posterior** that sees the answer steers the noise, and "
-          "a KL term teaches the **prior** to steer the same way without it. Watch the prior catch up (or not: "
-          "when only the posterior is right, it is leaking the answer).",
-          "train", "Train a model"):
+with step(5, "train", "Train a model"):
     if ck is not None:
         st.caption(state.card_summary(card or {}))

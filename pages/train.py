@@ -92,7 +92,7 @@ def live():
         st.warning(snap["warning"], icon=":material/warning:")
     if snap["error"]:
         st.error(f"Training stopped with an error: {snap['error']}", icon=":material/error:")
-    st.plotly_chart(figures.training_figure(hist), key="train_curves", config=ui.CHART)
+    ui.chart(figures.training_figure(hist), "train_curves")
     b1, b2, b3, b4 = st.columns(4)
     if job.running:
         if b1.button("Stop", icon=":material/stop:", key="train_stop", use_container_width=True):

@@ -30,11 +30,12 @@ with c2:
                   help="The stochastic knob: more samples, more of the answer space explored.")
     temp = ui.noise_scale("traj", views.temperature(card, cfg))
 with c3:
-    n_sup = st.slider("Depth", 1, MAX_DEPTH, key=ui.state_key("traj", "depth", views.depth("trajectories", card, cfg), int,
-                                                              valid=lambda v: 1 <= v <= MAX_DEPTH),
-                      help="Opens at the depth the checkpoint's card was evaluated at (at most 32 here).")
+    n_sup = ui.knob(st.slider, "Depth", 1, MAX_DEPTH,
+                    key=ui.state_key("traj", "depth", views.depth("trajectories", card, cfg), int,
+                                     valid=lambda v: 1 <= v <= MAX_DEPTH),
+                    help="Opens at the depth the checkpoint's card was evaluated at (at most 32 here).")
 with c4:
-    dims = st.radio("Projection", [2, 3], format_func=lambda d: f"{d}-D", key=ui.state_key(
+    dims = ui.knob(st.radio, "Projection", [2, 3], format_func=lambda d: f"{d}-D", key=ui.state_key(
         "traj", "dims", 2, int, valid=lambda v: v in (2, 3)))
 if x is None:
     st.stop()
@@ -82,22 +83,20 @@ j = st.number_input(f"Trajectory shown on the board (0-{n - 1}; or click its mar
 fig = stepfig.trajectories(task, x.numpy(), proj.coords, proj.explained, labels, tr.pred[:, j].numpy(),
                            tr.probs[:, j].float().numpy(), j, step_names, ui.step_index("traj", R), dims=dims)
 if dims == 2:
-    st.plotly_chart(ui.prebuilt(fig), key="traj_view", on_select="rerun", selection_mode="points", config=ui.CHART)
+    ui.stepping_chart(fig, "traj_view", on_select="rerun", selection_mode="points")
 else:
     ui.stepping_chart(fig, "traj_view3")
 
 rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(tr)
 s1, s2 = st.columns(2)
 with s1:
-    st.plotly_chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
-                                       "how far apart the trajectories are", yrange=None,
-                                       colors={"spread of h across samples": figures.GRAM}, height=260),
-                    key="traj_spread", config=ui.CHART)
+    ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
+                                "how far apart the trajectories are", yrange=None,
+                                colors={"spread of h across samples": figures.GRAM}, height=260), "traj_spread")
 with s2:
-    st.plotly_chart(figures.step_lines(step_names, {"distinct answers": distinct}, None,
-                                       "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
-                                       colors={"distinct answers": figures.VOTE}, height=260),
-                    key="traj_distinct", config=ui.CHART)
+    ui.chart(figures.step_lines(step_names, {"distinct answers": distinct}, None,
+                                "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
+                                colors={"distinct answers": figures.VOTE}, height=260), "traj_distinct")
 
 st.markdown("#### When and where do trajectories decide?")
 st.caption("Each trajectory keeps changing its answer for a while, then commits. Left: the step at which each "
@@ -108,8 +107,8 @@ d1, d2 = st.columns(2)
 with d1:
     ui.chart(figures.commit_strip(commit, labels, step_names, "when each trajectory commits"), "traj_commit")
 with d2:
-    ui.chart(figures.disagreement_map(analysis.disagreement(tr), step_names, "where they disagree"),
-             "traj_disagree")
+    split = analysis.disagreement(tr)  # (R, S)
+    ui.chart(figures.disagreement_map(split, step_names, "where they disagree"), "traj_disagree")
 ends = [k for k in range(R) if int(tr.trans[k]) == int(tr.trans.max())]
 cols_at = sorted({ends[min(len(ends) - 1, round(q * (len(ends) - 1) / 5))] for q in range(6)})
 name_of = {}
@@ -120,10 +119,22 @@ for a in [tuple(r) for k in cols_at for r in tr.pred[k].tolist()]:
 ui.chart(figures.answer_sankey(analysis.answer_flow(tr, cols_at, name_of.get), step_names,
                                "answers over depth: which trajectories share one, step by step"), "traj_flow")
 
+S = split.shape[1]
 ui.download_numbers(f"trajectories-seed{sel['seed']}", {
-    "steps": step_names, "pca_coords": proj.coords, "explained_variance": proj.explained, "final_answer": labels,
-    "commit_step": [step_names[c] for c in commit], "seeds": tr.seeds}, "traj_download")
+    "per step": {"step": step_names, "spread_of_h": rms, "distinct_answers": distinct,
+                 "mean_disagreement": split.mean(1)},
+    "per trajectory": {"trajectory": range(n), "seed": tr.seeds, "final_answer": labels, "valid": valid,
+                       "answer": [task.format_output(a) for a in tr.final],
+                       "commit_step": [step_names[c] for c in commit]},
+    "per step and trajectory": {"step": [s for s in step_names for _ in range(n)], "trajectory": list(range(n)) * R,
+                                **{f"pc{k + 1}": proj.coords[..., k].ravel() for k in range(proj.coords.shape[-1])}},
+    "per step and cell": {"step": [s for s in step_names for _ in range(S)], "cell": list(range(S)) * R,
+                          "disagreement": split.ravel()}},
+    "traj_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "noise_scale": temp,
+                            "explained_variance": proj.explained})
 
+if not ui.advanced():  # branching is for exploring further, not for a lesson's one view
+    st.stop()
 st.markdown("#### Branch from a step")
 st.caption("Replay one trajectory up to a supervision step, then let M fresh noise streams continue from there: "
            "how committed is it to its answer at that point?")
@@ -159,6 +170,5 @@ if res is not None and res[0] == branch_key:
     fig = go.Figure(go.Bar(x=names, y=[cnt[k] for k in names], marker_color=[figures.label_color(k.split(" (")[0])
                                                                                 for k in names]))
     fig.update_yaxes(title="continuations")
-    st.plotly_chart(figures.style(fig, f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
-                                       f"(it ended on {labels[j]})", height=300, legend=False),
-                    key="traj_branch_fig", config=ui.CHART)
+    ui.chart(figures.style(fig, f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
+                                f"(it ended on {labels[j]})", height=300, legend=False), "traj_branch_fig")
