@@ -24,7 +24,7 @@ LATENT_DIMS = 24  # latent dimensions shown in h heat maps: those that vary most
 # the guidance's per-step curves (gram.analysis.guidance_per_step's keys): name, colour (sigma_p in the violet of
 # its per-cell map)
 GUIDE = {"sigma": ("σ_p", "#7c3aed"), "mu": ("|μ_p|", "#0ea5e9"), "eps": ("|ε|", "#ec4899"),
-         "kl": ("KL(q || p)", "#dc2626")}
+         "kl": ("total KL(q || p)", "#dc2626")}
 
 
 def frame_steps(R: int, limit: int = MAX_FRAMES) -> list[int]:
@@ -133,22 +133,24 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
     axes = [_board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
             for k in range(4)]
-    latent, guide_dom, heads = (0.0, 0.28), (0.36, 0.64), (0.72, 1.0)
+    latent, guide_dom, heads = (0.0, 0.26), (0.34, 0.62), (0.73, 1.0)  # room for the KL axis on the right
     ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
     layout["xaxis5"] = _axis(latent, "y5", title={"text": "latent dimension (the most varying)"},
                              showticklabels=False)
     layout["yaxis5"] = _axis(mid, "x5", title={"text": "position"}, autorange="reversed", showticklabels=False)
     layout["xaxis6"] = _axis(heads, "y6", title={"text": "step (supervision.transition)"}, **ticks)
     layout["yaxis6"] = _axis(mid, "x6", range=[0, 1.02], title={"text": "probability"})
-    guide = {k: v for k, v in (rec.get("guide") or {}).items() if k != "kl"}  # KL is the partner's: guide_kl
+    # in GUIDE's order; KL is the partner's (guide_kl)
+    guide = {k: rec["guide"][k] for k in ("sigma", "mu", "eps") if k in (rec.get("guide") or {})}
     guide_kl = rec.get("guide_kl")
-    g_top = 1.08 * max([float(np.max(v)) for v in guide.values()] + [1e-6])
-    kl_top = 1.08 * float(np.max(guide_kl)) + 1e-6 if guide_kl is not None else 1.0
-    layout["xaxis7"] = _axis(guide_dom, "y7", title={"text": "step (supervision.transition)"}, **ticks)
-    layout["yaxis7"] = _axis(mid, "x7", range=[0, g_top], title={"text": "mean over positions"})
-    if guide_kl is not None:
-        layout["yaxis8"] = _axis(mid, "x7", range=[0, kl_top], overlaying="y7", side="right",
-                                 title={"text": "KL(q || p), nats"})
+    g_top = 1.08 * max(float(np.max(v)) for v in guide.values()) + 1e-6 if guide else 1.0
+    layout["xaxis7"] = _axis(guide_dom, "y7", title={"text": "step (supervision.transition)"},
+                             range=[-0.2, max(R - 1, 1) + 0.2], **ticks)
+    layout["yaxis7"] = _axis(mid, "x7", range=[0, g_top], title={"text": "mean over positions"},
+                             showticklabels=bool(guide))
+    if guide_kl is not None:  # its own scale, in its colour (no title: the heads' axis is next to it)
+        layout["yaxis8"] = _axis(mid, "x7", range=[0, 1.08 * float(np.max(guide_kl)) + 1e-6], overlaying="y7",
+                                 side="right", tickfont={"color": GUIDE["kl"][1]})
     partner = rec.get("p_pred") is not None
     sigma = rec.get("sigma")
     dh_range = (0.0, float(np.percentile(rec["dh"], 99)) or 1.0)

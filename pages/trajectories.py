@@ -16,8 +16,8 @@ task = get_task(sel["task"])
 ui.header("Trajectories diverge",
           "Sample N trajectories from the prior on the same puzzle. Each line is one trajectory's high-level state "
           "<i>h</i> over all transitions, projected on principal components fitted once on every state of the run "
-          "(fixed axes). Colour = the answer it ends on. Pick a trajectory to see its board, or branch new "
-          "continuations from any step.")
+          "(fixed axes). Colour = the answer it ends on. Pick a trajectory to see its board"
+          + (", or branch new continuations from any step." if ui.advanced() else "."))
 ck, model, cfg, card = ui.load_model(sel, task, "the trajectory view")
 
 MAX_DEPTH = views.PAGE["trajectories"]["max_depth"]

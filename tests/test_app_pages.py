@@ -2,8 +2,10 @@
 shown, and its figures hold the expected traces. Models are tiny checkpoints made in a tmp dir."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamlit.testing.v1 import AppTest
@@ -309,10 +311,246 @@ def test_lesson_link_hides_the_sidebar_and_keeps_its_flag(env):
     assert at.query_params["g_lesson"] in ("True", ["True"], "true", ["true"])
 
 
-def test_views_offer_their_numbers(env):
+# --- the guidance, drawn per step (Recursion) ---------------------------------------------------------
+def guide_curves(fig: dict) -> dict:
+    """name -> y of the guidance panel's per-step curves (on x7; the step marker has no name)."""
+    return {t["name"]: t["y"] for t in fig["data"] if t.get("xaxis") == "x7" and t.get("name")}
+
+
+def test_recursion_draws_the_guidance_per_step_and_the_noise_scale_moves_it(env):
+    at = open_page("recursion", {"rec_depth": "3"})
+    clean(at)
+    fig = testkit.figures(at)["rec_view"]
+    curves = guide_curves(fig)
+    assert set(curves) == {"σ_p", "|μ_p|", "|ε|"} and all(len(y) == 6 for y in curves.values())
+    # the panel's title carries the values of the shown step, frame by frame
+    last = fig["frames"][-1]["layout"]["annotations"][-1]["text"]
+    assert f"|ε| {curves['|ε|'][-1]:.3g}" in last and "σ_p" in last
+    assert fig["frames"][0]["layout"]["annotations"][-1]["text"] != last or curves["|ε|"][0] == curves["|ε|"][-1]
+    # eps = mu_p + sigma_p * scale * z: at scale 0 the noise drawn is its mean; at 2 it is larger
+    widget(at, "slider", "rec_temp").set_value(0.0).run()
+    cold = guide_curves(testkit.figures(at)["rec_view"])
+    assert np.allclose(cold["|ε|"], cold["|μ_p|"], atol=2e-3)
+    widget(at, "slider", "rec_temp").set_value(2.0).run()
+    clean(at)
+    hot = guide_curves(testkit.figures(at)["rec_view"])
+    assert np.mean(hot["|ε|"]) > np.mean(cold["|ε|"])
+
+
+def test_recursion_posterior_adds_its_total_kl_per_step(env, downloads):
+    at = open_page("recursion", {"rec_src": "random test puzzle", "rec_idx": "0", "rec_depth": "2", "rec_q": "true"})
+    clean(at)
+    fig = testkit.figures(at)["rec_view"]
+    kl = next(t for t in fig["data"] if t.get("name") == "total KL(q || p)")
+    assert kl["yaxis"] == "y8" and fig["layout"]["yaxis8"]["overlaying"] == "y7" and len(kl["y"]) == 4
+    # the total is the sum over positions of the per-cell map the guidance panel shows
+    cells = [r for r in csv_rows(downloads, "per-step-and-position")]
+    per_step = {}
+    for r in cells:
+        per_step[r["step"]] = per_step.get(r["step"], 0.0) + float(r["kl"])
+    assert np.allclose(list(per_step.values()), kl["y"], rtol=1e-3, atol=1e-3)
+    assert "total KL(q || p)" in fig["layout"]["annotations"][-1]["text"]
+
+
+def test_deterministic_recursion_says_it_has_no_guidance(env):
+    at = open_page("recursion", {"g_mode": "deterministic", "rec_depth": "2"})
+    clean(at)
+    fig = testkit.figures(at)["rec_view"]
+    assert guide_curves(fig) == {}
+    assert any(a["text"] == "no guidance noise in this mode" for a in fig["layout"]["annotations"])
+
+
+# --- for teaching: figures as PNG or SVG, the numbers as JSON and CSV, the lesson link -----------------------
+def chart_configs(at: AppTest) -> dict:
     import json
 
-    for page, key in (("recursion", "rec_download"), ("trajectories", "traj_download"), ("selection", "sel_download")):
-        at = open_page(page)
-        clean(at)
-        assert any(getattr(el.proto, "id", "").endswith(key) or key in str(el.proto) for el in at.get("download_button")), page
+    return {(el.proto.id or "").split("-", 2)[-1]: json.loads(el.proto.config) for el in at.get("plotly_chart")}
+
+
+def test_every_figure_saves_as_png_or_svg(env):
+    at = open_page("recursion", {"rec_depth": "2"})
+    clean(at)
+    configs = chart_configs(at)
+    assert configs and all(c["toImageButtonOptions"]["format"] == "png" for c in configs.values())
+    assert configs["rec_view"]["toImageButtonOptions"]["filename"] == "gram-rec_view"
+    at.segmented_control(key="g_fig").set_value("svg").run()
+    clean(at)
+    configs = chart_configs(at)
+    assert all(c["toImageButtonOptions"]["format"] == "svg" for c in configs.values()), configs
+    assert at.query_params["g_fig"] in ("svg", ["svg"])  # a shared link keeps the choice
+    at = open_page("tour", {"g_fig": "svg"})  # and every page honours it
+    assert {c["toImageButtonOptions"]["format"] for c in chart_configs(at).values()} == {"svg"}
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """file name -> (bytes, MIME type) of every download button the pages draw (AppTest keeps its media files in
+    a MemoryMediaFileStorage made per run)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    seen = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, data, mimetype, kind, filename=None):
+        seen[filename] = (data, mimetype)
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return seen
+
+
+def csv_rows(downloads: dict, table: str) -> list[dict]:
+    import csv
+    import io
+
+    name = next(n for n in downloads if n.endswith(f"-{table}.csv"))
+    data, mime = downloads[name]
+    assert mime == "text/csv"
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+NUMBERS = {  # page -> its tables
+    "recursion": ("per-step", "per-step-and-position"),
+    "trajectories": ("per-step", "per-trajectory", "per-step-and-trajectory", "per-step-and-cell"),
+    "selection": ("per-width", "per-puzzle"),
+    "coverage": ("per-width", "per-sample"),
+    "generation": ("per-step", "per-sample"),
+}
+
+
+@pytest.mark.parametrize("page", list(NUMBERS))
+def test_views_offer_their_numbers_as_json_and_csv(env, downloads, page):
+    import json
+
+    at = open_page(page)
+    clean(at)
+    jsons = [n for n in downloads if n.endswith(".json")]
+    assert len(jsons) == 1, list(downloads)
+    doc = json.loads(downloads[jsons[0]][0])
+    for table in NUMBERS[page]:
+        rows = csv_rows(downloads, table)
+        assert rows, table
+        columns = doc[table.replace("-", " ")]  # the JSON holds the same table, as columns
+        assert list(rows[0]) == list(columns) and len(rows) == len(next(iter(columns.values())))
+
+
+def test_the_numbers_are_the_ones_drawn(env, downloads):
+    """Recursion's per-step CSV holds what its figure draws: the guidance curves, the heads, one row per step."""
+    at = open_page("recursion", {"rec_depth": "3"})
+    clean(at)
+    fig = testkit.figures(at)["rec_view"]
+    rows = csv_rows(downloads, "per-step")
+    assert [r["step"] for r in rows] == [f["name"] for f in fig["frames"]]
+    col = lambda k: [float(r[k]) for r in rows]
+    curves = guide_curves(fig)
+    assert np.allclose(col("sigma_p"), curves["σ_p"], atol=1e-3) and np.allclose(col("abs_eps"), curves["|ε|"], atol=1e-3)
+    assert np.allclose(col("p_halt"), next(t["y"] for t in fig["data"] if t.get("name") == "P(halt)"), atol=1e-3)
+    assert {r["valid"] for r in rows} <= {"true", "false"}
+    cells = csv_rows(downloads, "per-step-and-position")
+    assert len(cells) == len(rows) * len({r["position"] for r in cells})
+
+
+def test_csv_text_writes_columns_as_rows():
+    from app import ui
+
+    text = ui.csv_text({"step": ["1.1", "1.2"], "ok": np.array([True, False]), "v": np.array([0.123456789, 2.0]),
+                        "answer": ["a,b", "c"]})
+    assert text == 'step,ok,v,answer\n1.1,true,0.12346,"a,b"\n1.2,false,2.0,c\n'
+    with pytest.raises(ValueError, match="different lengths"):
+        ui.csv_text({"a": [1, 2], "b": [1]})
+
+
+ADVANCED = {  # page -> (kind, key) of the controls a lesson link hides, and those it keeps
+    "recursion": ({("slider", "rec_temp"), ("toggle", "rec_q")}, {("slider", "rec_depth")}),
+    "trajectories": ({("slider", "traj_temp"), ("slider", "traj_depth"), ("radio", "traj_dims"), ("slider", "traj_m"),
+                      ("slider", "traj_at")}, {("slider", "traj_n")}),
+    "selection": ({("select_slider", "sel_p"), ("slider", "sel_depth")}, {("select_slider", "sel_n")}),
+    "coverage": ({("slider", "cov_temp")}, {("select_slider", "cov_n")}),
+    "generation": ({("slider", "gen_depth")}, {("select_slider", "gen_n")}),
+}
+
+
+def keys_of(at: AppTest, kind: str) -> set:
+    return {w.key for w in getattr(at, kind)}
+
+
+@pytest.mark.parametrize("page", list(ADVANCED))
+def test_a_lesson_link_hides_the_advanced_controls(env, page):
+    hidden, kept = ADVANCED[page]
+    at = open_page(page)
+    clean(at)
+    for kind, key in hidden | kept:
+        assert key in keys_of(at, kind), (kind, key)  # the full page has them all
+    assert "g_fig" in keys_of(at, "button_group")
+    at = open_page(page, {"g_lesson": "true"})
+    clean(at)
+    for kind, key in hidden:
+        assert key not in keys_of(at, kind), (kind, key)
+    for kind, key in kept:
+        assert key in keys_of(at, kind), (kind, key)
+    assert "g_fig" not in keys_of(at, "button_group")
+    assert testkit.figures(at)  # the view itself is there
+
+
+def test_a_lesson_link_sets_what_it_hides(env):
+    """The hidden controls keep the link's values: a lesson on the noise scale is a link with ?rec_temp=0."""
+    at = open_page("recursion", {"g_lesson": "true", "rec_temp": "0", "rec_depth": "2"})
+    clean(at)
+    curves = guide_curves(testkit.figures(at)["rec_view"])
+    assert np.allclose(curves["|ε|"], curves["|μ_p|"], atol=2e-3)
+    assert at.query_params["rec_temp"] in ("0.0", ["0.0"])
+
+
+# --- the Tour's story ------------------------------------------------------------------------------------
+STORY_TASKS = ("nqueens7", "nqueens8", "nqueens10", "graph_coloring8", "sudoku", "sudoku_uncond", "mnist")
+INTERACTION = re.compile(r"\b(click|press|drag|pick|watch|scrub|choose|select|try|move the)\b", re.I)
+
+
+@pytest.mark.parametrize("name", STORY_TASKS)
+def test_the_tour_tells_each_tasks_own_story(name):
+    from app import ui
+    from gram.tasks import get_task
+
+    task = get_task(name)
+    n_known = None if task.unconditional else 7 if task.multi_solution else 1
+    for mode in ("gram", "deterministic", "noise", "flat"):
+        story = ui.tour_story(task, mode, n_known, 16)
+        assert len(story) == 5
+        assert task.rules in story[0][1] and f"**{name}**" in story[0][1]
+        text = " ".join(f"{t} {x}" for t, x in story).replace(task.rules, "")  # what the Tour adds to the rules
+        assert not INTERACTION.findall(text), (mode, text)  # a story, read without touching anything
+        assert ("queen" in text.lower()) == name.startswith("nqueens")  # no N-Queens rules on other tasks
+        assert ("digit" in text) == (name == "mnist")
+        assert ("learned prior" in text) == (mode == "gram")
+        assert ("adds no noise" in text) == (mode in ("deterministic", "flat"))
+        assert ("fast state" in text) == (mode != "flat")
+    title = lambda n, k=None: ui.tour_story(task, "gram", k if k is not None else n_known, 16)[n][0]
+    if task.unconditional:
+        assert title(0) == "Generating from nothing" and title(3) == "More samples, more variety"
+    elif task.multi_solution:
+        assert title(0) == "A puzzle with many answers" and "7 valid answers" in ui.tour_story(task, "gram", 7, 16)[0][1]
+        assert title(0, 1) == "A puzzle with one answer"  # a multi-solution task's puzzle may have one
+        assert "several valid answers" in ui.tour_story(task, "gram", None, 16)[0][1]  # a typed one: unknown
+    else:
+        assert title(0) == "A puzzle with one answer" and title(3) == "More samples, better odds"
+
+
+@pytest.mark.parametrize("name", ["graph_coloring8", "mnist", "nqueens7"])
+def test_the_tour_page_reads_its_story(env, name, tmp_path, monkeypatch):
+    """The Tour, without a checkpoint (its figures need one), still tells the whole story of the chosen task."""
+    from app import ui
+    from gram.tasks import get_task
+
+    empty = tmp_path / "none"
+    empty.mkdir()
+    monkeypatch.setenv("GRAM_CHECKPOINTS", str(empty))
+    at = open_page(None, {"g_task": name})
+    assert not at.exception
+    task = get_task(name)
+    shown = [m.value for m in at.markdown]
+    story = ui.tour_story(task, "gram", None, 16)
+    assert next(m for m in shown if m.startswith(f"**{name}**. {task.rules}"))
+    for k, (title, text) in enumerate(story):
+        assert any(m.startswith("### ") for m in shown)
+        if k:  # after the first, which counts the puzzle's answers
+            assert f"### {title}" in shown and text in shown, title
