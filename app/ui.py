@@ -350,7 +350,8 @@ def tour_story(task, mode: str, n_known: int | None, n_samples: int) -> list[tup
     kind = getattr(task, "board", "tokens")
     uncond = task.unconditional
     thing = ("digit" if kind == "image" else "grid") if uncond else "answer"  # what one sample ends on
-    shown = {"queens": "board", "sudoku": "grid", "graph": "colouring", "image": "image", "grid": "grid"}.get(kind, "answer")
+    shown = {"queens": "board", "sudoku": "grid", "graph": "colouring", "image": "image",
+             "grid": "grid"}.get(kind, "answer")
     many = uncond or (task.multi_solution and n_known != 1)
     noisy = mode in ("gram", "noise")
 

@@ -6,7 +6,7 @@ call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -169,6 +169,15 @@ def guidance_per_step(trace: Trace, b: int = 0) -> dict[str, np.ndarray]:
 
 
 # --- commitment: when and where trajectories decide ---------------------------------------------------
+def canonical(trace: Trace, task) -> Trace:
+    """The trace with its decoded answers (every record's and the final ones) in the task's canonical form
+    (Task.canonical: a colouring's colours renamed to one representative, positions that carry no answer
+    blanked), so that commitment, disagreement and distinct answers count answers, not their spellings."""
+    pred = trace.pred  # (R, B, S), or empty for a trace recorded with record='none'
+    return replace(trace, pred=task.canonical(pred.flatten(0, 1)).view_as(pred) if pred.numel() else pred,
+                   final=None if trace.final is None else task.canonical(trace.final))
+
+
 def commit_steps(trace: Trace) -> np.ndarray:
     """(B,) for each trajectory, the first record point from which its decoded answer never changes again
     (0: it never changed; R - 1: it changed at the very last record)."""

@@ -40,9 +40,10 @@ partner_mode, other = ui.partner_trace(task, ck, x, **view)
 
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ns = compute.widths(n)
-cov = compute.coverage_curve(task, x, tr.final, ns)
-labels, valid = compute.answer_labels(task, x, tr.final, known)
-found = Counter(task.format_output(a) for a, v in zip(tr.final, valid) if v)
+final = task.canonical(tr.final)  # answers, not their spellings (a colouring's colours renamed): what coverage counts
+cov = compute.coverage_curve(task, x, final, ns)
+labels, valid = compute.answer_labels(task, x, final, known)
+found = Counter(task.format_output(a) for a, v in zip(final, valid) if v)
 
 m1, m2, m3 = st.columns(3)
 m1.metric("valid completions of this puzzle", len(known) if known else "unknown",
@@ -54,7 +55,7 @@ m3.metric("valid samples", f"{sum(valid)}/{n}")
 series = {f"{ck.mode}": cov}
 colors = {ck.mode: figures.GRAM if ck.mode == "gram" else figures.DET}
 if other is not None:
-    series[partner_mode] = compute.coverage_curve(task, x, other.final, ns)
+    series[partner_mode] = compute.coverage_curve(task, x, task.canonical(other.final), ns)
     colors[partner_mode] = figures.DET if partner_mode == "deterministic" else figures.GRAM
 fig = figures.curves(ns, series, "distinct valid answers found against N", "N samples (log scale)", "answers found",
                      colors=colors, log_x=True)
@@ -69,14 +70,14 @@ with l:
     ui.download_numbers(f"coverage-{ck.mode}-n{n}", {
         "per width": {"n": ns, **{f"distinct_valid_{k}": v for k, v in series.items()}},
         "per sample": {"sample": range(n), "seed": tr.seeds, "label": labels, "valid": valid,
-                       "answer": [task.format_output(a) for a in tr.final]}},
+                       "answer": [task.format_output(a) for a in final]}},
         "cov_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "depth": n_sup, "noise_scale": temp,
                                "valid_answers_of_the_puzzle": len(known) if known else None})
 with r:
     if found:
         order = sorted(found, key=lambda s: -found[s])
-        toks = [next(a for a, v in zip(tr.final, valid) if v and task.format_output(a) == s) for s in order]
-        names = [f"{labels[[task.format_output(a) for a in tr.final].index(s)]} · ×{found[s]}" for s in order]
+        toks = [next(a for a, v in zip(final, valid) if v and task.format_output(a) == s) for s in order]
+        names = [f"{labels[[task.format_output(a) for a in final].index(s)]} · ×{found[s]}" for s in order]
         ui.chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
                                     height_per_row=170, title="the answers found (× how often)"), "cov_gallery")
     else:

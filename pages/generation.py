@@ -61,17 +61,18 @@ R = len(tr.sup)
 names = [str(int(s)) for s in tr.sup]
 xs = x[None].expand(n, -1)
 ok = np.stack([task.is_correct(xs, tr.pred[k]).numpy() for k in range(R)])
+ans = analysis.canonical(tr, task)  # answers, not their spellings: what distinct samples count
 series = {"valid samples": ok.mean(1), "mean confidence": tr.probs.float().max(-1).values.mean((1, 2)).numpy(),
-          "distinct samples (share)": analysis.distinct_per_step(tr) / n}
+          "distinct samples (share)": analysis.distinct_per_step(ans) / n}
 ui.stepping_chart(stepfig.generation(task, None if empty is not None else x.numpy(), tr.pred.numpy(),
                                      tr.probs.float().numpy(), ok, series, names, ui.step_index("gen", R),
                                      title=f"{n} samples refining over {R} supervision steps"), "gen_view")
-st.caption(f"Valid at the last step: {int(ok[-1].sum())} of {n}; distinct: {len(tr.pred[-1].unique(dim=0))} of {n}. "
+st.caption(f"Valid at the last step: {int(ok[-1].sum())} of {n}; distinct: {len(ans.pred[-1].unique(dim=0))} of {n}. "
            "Press play: each frame is one supervision step, drawn in your browser.")
 ui.download_numbers(f"generation-{ck.mode}-n{n}", {
     "per step": {"step": names, "valid_share": series["valid samples"], "mean_confidence": series["mean confidence"],
                  "distinct_share": series["distinct samples (share)"]},
     "per sample": {"sample": range(n), "seed": tr.seeds, "valid_at_the_end": ok[-1],
-                   "answer": [task.format_output(a) for a in tr.final]}},
+                   "answer": [task.format_output(a) for a in ans.final]}},
     "gen_download", extra={"input": "blank" if empty is not None else task.format_input(x), "mode": ck.mode,
                            "noise_scale": view["temperature"]})

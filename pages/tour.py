@@ -59,7 +59,9 @@ def step(n: int, page: str, link: str):
         yield
 
 
-story = ui.tour_story(task, sel["mode"] if ck is None else ck.mode, len(known) if known else None, views.PAGE["tour"]["n"])
+final = None if tr is None else task.canonical(tr.final)  # answers, not their spellings: what the figures count
+story = ui.tour_story(task, sel["mode"] if ck is None else ck.mode, len(known) if known else None,
+                      views.PAGE["tour"]["n"])
 with step(1, "recursion", "Open a puzzle in Recursion"):
     ui.chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300, showscale=False), "tour_puzzle")
 
@@ -76,13 +78,13 @@ with step(2, "recursion", "Scrub through the recursion"):
 with step(3, "trajectories", "Explore trajectories"):
     if tr is not None:
         proj = compute.pca(ck, x, k=2, **view)
-        labels, _ = compute.answer_labels(task, x, tr.final, known)
+        labels, _ = compute.answer_labels(task, x, final, known)
         ui.chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360), "tour_pca")
 
 with step(4, "selection", "Compare selection rules"):
     if tr is not None:
-        ns = compute.widths(len(tr.final))
-        cov = compute.coverage_curve(task, x, tr.final, ns)
+        ns = compute.widths(len(final))
+        cov = compute.coverage_curve(task, x, final, ns)
         series = {"distinct valid answers found": cov}
         fig = figures.curves(ns, series, "distinct valid answers against the number of samples N", "N samples",
                              "answers found", colors={"distinct valid answers found": figures.GRAM}, height=300)

@@ -49,7 +49,8 @@ if tr is None:
     st.stop()
 proj = compute.pca(ck, x, k=3, **view)
 known = compute.known_solutions(task.name, cfg.train.seed, x)
-labels, valid = compute.answer_labels(task, x, tr.final, known)
+ans = analysis.canonical(tr, task)  # answers, not their spellings: what labels, counts and commitment read
+labels, valid = compute.answer_labels(task, x, ans.final, known)
 step_names = [f"{s}.{t}" for s, t in zip(tr.sup.tolist(), tr.trans.tolist())]
 R = len(step_names)
 
@@ -87,7 +88,7 @@ if dims == 2:
 else:
     ui.stepping_chart(fig, "traj_view3")
 
-rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(tr)
+rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(ans)
 s1, s2 = st.columns(2)
 with s1:
     ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
@@ -102,21 +103,21 @@ st.markdown("#### When and where do trajectories decide?")
 st.caption("Each trajectory keeps changing its answer for a while, then commits. Left: the step at which each "
            "one's answer stops changing. Right: per cell and step, the share of trajectories that disagree with the "
            "majority there: the cells that decide between solutions. Below: how the trajectories regroup over depth.")
-commit = analysis.commit_steps(tr)
+commit = analysis.commit_steps(ans)
 d1, d2 = st.columns(2)
 with d1:
     ui.chart(figures.commit_strip(commit, labels, step_names, "when each trajectory commits"), "traj_commit")
 with d2:
-    split = analysis.disagreement(tr)  # (R, S)
+    split = analysis.disagreement(ans)  # (R, S)
     ui.chart(figures.disagreement_map(split, step_names, "where they disagree"), "traj_disagree")
 ends = [k for k in range(R) if int(tr.trans[k]) == int(tr.trans.max())]
 cols_at = sorted({ends[min(len(ends) - 1, round(q * (len(ends) - 1) / 5))] for q in range(6)})
 name_of = {}
-for a in [tuple(r) for k in cols_at for r in tr.pred[k].tolist()]:
+for a in [tuple(r) for k in cols_at for r in ans.pred[k].tolist()]:
     if a not in name_of:
         lab, ok = compute.answer_labels(task, x, torch.tensor([a]), known)
         name_of[a] = lab[0] if ok[0] else "not valid yet"
-ui.chart(figures.answer_sankey(analysis.answer_flow(tr, cols_at, name_of.get), step_names,
+ui.chart(figures.answer_sankey(analysis.answer_flow(ans, cols_at, name_of.get), step_names,
                                "answers over depth: which trajectories share one, step by step"), "traj_flow")
 
 S = split.shape[1]
@@ -124,7 +125,7 @@ ui.download_numbers(f"trajectories-seed{sel['seed']}", {
     "per step": {"step": step_names, "spread_of_h": rms, "distinct_answers": distinct,
                  "mean_disagreement": split.mean(1)},
     "per trajectory": {"trajectory": range(n), "seed": tr.seeds, "final_answer": labels, "valid": valid,
-                       "answer": [task.format_output(a) for a in tr.final],
+                       "answer": [task.format_output(a) for a in ans.final],
                        "commit_step": [step_names[c] for c in commit]},
     "per step and trajectory": {"step": [s for s in step_names for _ in range(n)], "trajectory": list(range(n)) * R,
                                 **{f"pc{k + 1}": proj.coords[..., k].ravel() for k in range(proj.coords.shape[-1])}},
@@ -160,10 +161,11 @@ if go_branch:
 res = st.session_state.get("traj_branch")
 if res is not None and res[0] == branch_key:
     j, from_step, btr = res[1]
-    blabels, _ = compute.answer_labels(task, x, btr.final, known or None)
+    bfinal = task.canonical(btr.final)
+    blabels, _ = compute.answer_labels(task, x, bfinal, known or None)
     # keep the names of the main run's answers where they coincide
-    by_answer = {task.format_output(tr.final[k]): labels[k] for k in range(n)}
-    blabels = [by_answer.get(task.format_output(btr.final[k]), bl if bl == "invalid" else bl + " (new)")
+    by_answer = {task.format_output(ans.final[k]): labels[k] for k in range(n)}
+    blabels = [by_answer.get(task.format_output(bfinal[k]), bl if bl == "invalid" else bl + " (new)")
                for k, bl in enumerate(blabels)]
     cnt = Counter(blabels)
     names = sorted(cnt, key=lambda k: (k == "invalid", -cnt[k]))

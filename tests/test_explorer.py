@@ -216,3 +216,27 @@ def test_opening_a_page_builds_no_dataset(tmp_path, fresh_cache, monkeypatch):
         at.run()
         assert not at.exception, [e.message for e in at.exception]
     assert built == []
+
+
+def test_answers_are_compared_in_their_canonical_form():
+    """Graph colouring: a colouring with its colours renamed is the same answer, and the tokens the model writes
+    where the input's edges are carry no answer. Commitment, disagreement and distinct answers count answers."""
+    task = get_task("graph_coloring8")
+    S, n = task.seq_len, task.n
+    colours = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]) + 4  # COLOUR0 = 4
+    renamed = torch.tensor([1, 0, 2, 1, 0, 2, 1, 0]) + 4  # colours 0 and 1 swapped: the same partition
+    pred = torch.zeros(3, 2, S, dtype=torch.long)
+    pred[:, :, S - n:] = colours
+    pred[1, 0, S - n:] = renamed  # trajectory 0 spells its answer another way at record 1 ...
+    pred[2, 0, 0] = 3  # ... and writes another token on an edge slot at record 2
+    pred[2, 1, S - n] = 6  # trajectory 1 really changes its answer at record 2
+    tr = _hand_trace(torch.zeros(3, 2, 2, 1), [1, 2, 3], [1, 1, 1])
+    tr.pred, tr.final = pred, pred[-1]
+    assert analysis.commit_steps(tr).tolist() == [2, 2]  # raw tokens: both seem to change to the end
+    canon = analysis.canonical(tr, task)
+    assert analysis.commit_steps(canon).tolist() == [0, 2]
+    assert analysis.distinct_per_step(tr).tolist() == [1, 2, 2]
+    assert analysis.distinct_per_step(canon).tolist() == [1, 1, 2]
+    d = analysis.disagreement(canon)
+    assert (d[:, : S - n] == 0).all() and d[2].max() == 0.5 and d[1].max() == 0  # edge slots carry no answer
+    assert torch.equal(canon.final, canon.pred[-1]) and torch.equal(tr.pred, pred)  # the trace itself is kept
