@@ -122,8 +122,9 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
                  "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
                 glyphs(q)]
     if kind == "image":
+        # token 2 is a pixel on (P(on) is its column); a blank input (all PAD) is a white canvas
         z = (np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None and np.asarray(probs).shape[-1] >= 3
-             else (pred == pred.max()).astype(np.float32))
+             else (pred == 2).astype(np.float32))
         return [{"type": "heatmap", "z": _r(z.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": GREYS,
                  "showscale": False, "hoverinfo": "skip", **ax}]
     if kind == "graph":

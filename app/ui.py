@@ -376,7 +376,7 @@ def tour_story(task, mode: str, n_known: int | None, n_samples: int) -> list[tup
                   f"steps: the {'image sharpens into a digit' if kind == 'image' else thing + ' takes shape'}."))
 
     settle = (f"end on different {thing}s" if uncond else "settle on different answers" if many
-              else "search apart before they meet at the one answer, or fail to")
+              else "explore before they meet at the one answer, or miss it")
     if mode == "gram":
         noise = ("Each transition adds noise *eps ~ N(mu_p, sigma_p^2)* to *h*, from a **learned prior** that "
                  f"proposes where and how much to explore. Trajectories that start from the same *z0* drift apart and "
@@ -387,9 +387,10 @@ def tour_story(task, mode: str, n_known: int | None, n_samples: int) -> list[tup
     else:
         noise = ("This checkpoint adds no noise: every trajectory from the same *z0* takes the same path to the same "
                  "answer, so the lines below lie on top of each other. GRAM's learned noise is what lets them part.")
-    story.append(("Noise makes trajectories diverge",
+    ends = f"where it ends (each distinct {thing} a colour of its own)" if uncond else f"the {thing} it ends on"
+    story.append(("Noise makes trajectories diverge" if noisy else "Without noise, one path",
                   f"{noise} Below, each of {n_samples} trajectories is a line: its *h* over every transition, on the "
-                  f"two main principal components, coloured by the {thing} it ends on."))
+                  f"two main principal components, coloured by {ends}."))
 
     if uncond:
         title4 = "More samples, more variety"

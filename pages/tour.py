@@ -90,7 +90,7 @@ with step(4, "selection", "Compare selection rules"):
                              "answers found", colors={"distinct valid answers found": figures.GRAM}, height=300)
         if known:
             fig.add_hline(y=len(known), line=dict(dash="dash", color=figures.MUTED),
-                          annotation_text=f"all {len(known)} answers")
+                          annotation_text=f"all {len(known)} answers" if len(known) > 1 else "the answer")
         ui.chart(fig, "tour_cov")
 
 with step(5, "train", "Train a model"):

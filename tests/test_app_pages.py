@@ -451,6 +451,18 @@ def test_the_numbers_are_the_ones_drawn(env, downloads):
     assert len(cells) == len(rows) * len({r["position"] for r in cells})
 
 
+def test_a_blank_image_is_a_white_canvas():
+    """Generation and the Tour draw MNIST's blank input (all PAD) before any pixel is on."""
+    from app import figures
+    from gram.tasks import get_task
+
+    task = get_task("mnist")
+    assert np.max(figures.board_traces(task, task.empty_input().numpy())[0]["z"]) == 0
+    on = task.empty_input().numpy().copy()
+    on[:3] = 2
+    assert np.asarray(figures.board_traces(task, on)[0]["z"]).sum() == 3
+
+
 def test_csv_text_writes_columns_as_rows():
     from app import ui
 
