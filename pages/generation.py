@@ -18,8 +18,9 @@ ui.header("Generation refines over depth",
           "The same recursion, read as a generator: every sample starts from the same state and sharpens step by "
           "step. For unconditional tasks (binarized MNIST, complete Sudoku boards) the input is blank; for a puzzle, "
           "N different completions take shape at once.")
-uncond = [t for t in task_names() if t.startswith(("mnist", "sudoku_uncond"))]
 if empty is None:
+    # the unconditional tasks there is a checkpoint for (only those are built: a task can take a second to)
+    uncond = [t for t in task_names() if state.discover(t) and get_task(t).unconditional]
     msg = "This task is conditional: below, N samples of one puzzle refining."
     if uncond:
         c1, c2 = st.columns([3, 1], vertical_alignment="center")
@@ -28,7 +29,8 @@ if empty is None:
             st.session_state["_pending"] = {"g_task": uncond[0]}
             st.rerun()
     else:
-        st.caption(msg + " (Unconditional MNIST and Sudoku generation appear here once those tasks are installed.)")
+        st.caption(msg + " (Unconditional tasks, such as MNIST digits, are offered here once there is a checkpoint "
+                         "of one.)")
 ck, model, cfg, card = ui.load_model(sel, task, "generation")
 
 MAX_DEPTH = views.PAGE["generation"]["max_depth"]

@@ -584,3 +584,17 @@ def test_renamed_colourings_count_as_one_answer(monkeypatch, tmp_path):
     assert 1 < found <= known
     curve = testkit.figures(at)["cov_curve"]["data"][0]
     assert max(curve["y"]) == found
+
+
+def test_generation_offers_the_unconditional_tasks_it_has_checkpoints_for(monkeypatch, tmp_path):
+    """Which tasks are unconditional is the tasks' own word (Task.unconditional), not their names."""
+    from conftest import ROOT
+
+    monkeypatch.setenv("GRAM_CHECKPOINTS", str(ROOT / "checkpoints"))
+    monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
+    at = open_page("generation", {"g_task": "nqueens7", "gen_depth": "2"})
+    clean(at)
+    offer = next(i.value for i in at.info if "Unconditional tasks" in i.value)
+    assert offer.endswith("Unconditional tasks: sudoku_uncond, mnist.")
+    next(b for b in at.button if b.label == "Switch to sudoku_uncond").click().run()
+    assert at.session_state["g_task"] == "sudoku_uncond"
