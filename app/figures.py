@@ -397,13 +397,19 @@ def answer_sankey(flow: dict, step_names: list[str], title: str, height: int = 3
 
 
 def commit_strip(steps: np.ndarray, labels: list[str], step_names: list[str], title: str, height: int = 260) -> go.Figure:
-    """One dot per trajectory at the step its answer stopped changing, coloured by that answer."""
-    order = np.argsort(steps, kind="stable")
-    fig = go.Figure(go.Scatter(x=steps[order], y=[labels[j] for j in order], mode="markers",
-                               marker=dict(size=11, color=[label_color(labels[j]) for j in order],
-                                           line=dict(color=INK, width=1)),
-                               customdata=[[j, step_names[steps[j]]] for j in order],
-                               hovertemplate="trajectory %{customdata[0]} settles at step %{customdata[1]}<extra></extra>"))
+    """A dot per answer and step at which trajectories ending on that answer stopped changing it, coloured by
+    the answer, its area growing with how many did (many samples share few steps)."""
+    groups: dict = {}
+    for j in np.argsort(steps, kind="stable"):
+        groups.setdefault((labels[j], int(steps[j])), []).append(int(j))
+    keys = list(groups)
+    fig = go.Figure(go.Scatter(x=[k[1] for k in keys], y=[k[0] for k in keys], mode="markers",
+                               marker=dict(size=[9 + 4 * math.sqrt(len(groups[k]) - 1) for k in keys],
+                                           color=[label_color(k[0]) for k in keys], line=dict(color=INK, width=1)),
+                               customdata=[[len(groups[k]), step_names[k[1]], ", ".join(map(str, groups[k][:12]))
+                                            + (" ..." if len(groups[k]) > 12 else "")] for k in keys],
+                               hovertemplate="%{customdata[0]} settle at step %{customdata[1]}: "
+                                             "trajectories %{customdata[2]}<extra></extra>"))
     n = len(step_names)
     every = max(1, n // 10)
     fig.update_xaxes(title="step its answer stops changing", range=[-0.5, n - 0.5], tickvals=list(range(0, n, every)),

@@ -6,6 +6,7 @@ from collections import Counter
 import streamlit as st
 
 from app import compute, figures, state, ui, views
+from gram import analysis
 from gram.tasks import get_task
 
 sel = state.selection()
@@ -40,7 +41,9 @@ partner_mode, other = ui.partner_trace(task, ck, x, **view)
 
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ns = compute.widths(n)
-final = task.canonical(tr.final)  # answers, not their spellings (a colouring's colours renamed): what coverage counts
+ans = analysis.canonical(tr, task)  # answers, not their spellings (a colouring's colours renamed): what coverage counts
+final = ans.final
+commit = analysis.commit_steps(ans)  # the supervision step each sample stops changing its answer at
 cov = compute.coverage_curve(task, x, final, ns)
 labels, valid = compute.answer_labels(task, x, final, known)
 found = Counter(task.format_output(a) for a, v in zip(final, valid) if v)
@@ -67,10 +70,13 @@ with l:
     ui.chart(fig, "cov_curve")
     if other is None:
         ui.need_partner(sel, partner_mode, "cov_partner_train")
+    steps = [str(int(k)) for k in tr.sup]
+    ui.chart(figures.commit_strip(commit, labels, steps, "when each sample settles on its answer",
+                                  height=min(600, 140 + 24 * len(set(labels)))), "cov_commit")
     ui.download_numbers(f"coverage-{ck.mode}-n{n}", {
         "per width": {"n": ns, **{f"distinct_valid_{k}": v for k, v in series.items()}},
         "per sample": {"sample": range(n), "seed": tr.seeds, "label": labels, "valid": valid,
-                       "answer": [task.format_output(a) for a in final]}},
+                       "commit_step": [steps[c] for c in commit], "answer": [task.format_output(a) for a in final]}},
         "cov_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "depth": n_sup, "noise_scale": temp,
                                "valid_answers_of_the_puzzle": len(known) if known else None})
 with r:
@@ -81,8 +87,10 @@ with r:
         ui.chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
                                     height_per_row=170, title="the answers found (× how often)"), "cov_gallery")
     else:
-        st.warning("None of the samples is a valid answer yet: this checkpoint has not learned the task. "
-                   "Train longer, or pick a shipped checkpoint.", icon=":material/warning:")
+        st.warning(f"None of the {n} samples is a valid answer at depth {n_sup}: this checkpoint has not learned to "
+                   "solve this puzzle. " + ("More samples or another puzzle may do better." if ck.source == "shipped"
+                                            else "Train longer, or pick a shipped checkpoint."),
+                   icon=":material/warning:")
         targets = compute.known_targets(task.name, cfg.train.seed, x)
         if targets:
             ui.chart(figures.board_grid(task, [t.numpy() for t in targets[:24]], None, given=x.numpy(), ncols=4,

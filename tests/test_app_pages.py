@@ -55,7 +55,7 @@ EXPECTED = {
     "recursion": {"rec_view"},
     "trajectories": {"traj_view", "traj_spread", "traj_distinct"},
     "selection": {"sel_curve", "sel_bars", "sel_values"},
-    "coverage": {"cov_curve"},
+    "coverage": {"cov_curve", "cov_commit"},
     "generation": {"gen_view"},
     "train": set(),
 }
@@ -461,6 +461,17 @@ def test_a_blank_image_is_a_white_canvas():
     on = task.empty_input().numpy().copy()
     on[:3] = 2
     assert np.asarray(figures.board_traces(task, on)[0]["z"]).sum() == 3
+
+
+def test_commitment_dots_count_the_trajectories_they_stand_for():
+    from app import figures
+
+    fig = figures.commit_strip(np.array([0, 2, 2, 2]), ["solution 1", "solution 2", "solution 2", "invalid"],
+                               ["1", "2", "3"], "when")
+    t = fig.data[0]
+    assert list(zip(t.y, t.x)) == [("solution 1", 0), ("solution 2", 2), ("invalid", 2)]
+    assert [c[0] for c in t.customdata] == [1, 2, 1] and t.marker.size[1] > t.marker.size[0] == t.marker.size[2]
+    assert t.customdata[1][2] == "1, 2"  # which trajectories, for the hover
 
 
 def test_csv_text_writes_columns_as_rows():
