@@ -1,15 +1,22 @@
-"""`python -m gram bench ...`: numbers, not assertions. Speed and learning speed are measured here."""
+"""`python -m gram bench ...`: numbers, not assertions. Training speed and sampling speed are measured here
+(learning speed in gram.learn)."""
 from __future__ import annotations
 
-import json
+import math
 import resource
+import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .budget import check, rollout_cost
+from .checkpoint import load_checkpoint
 from .config import Config
+from .rollout import NoiseStreams, rollout
+from .tasks import get_task
 
 
 def reset_peak_memory(device: str) -> None:
@@ -141,28 +148,52 @@ def time_train(cfg: Config, steps: int = 5, warmup: int = 2, profile: bool = Fal
     return row
 
 
-def cmd_train(args) -> None:
-    from .train import default_config
-    sizes = {"default": lambda: default_config(args.task), "paper": lambda: paper_config(args.task)}
-    for name in args.sizes.split(","):
-        if name not in sizes:
-            raise ValueError(f"--sizes: unknown size {name!r} (default, paper)")
-        cfg = sizes[name]().override(args.set or [])
-        row = {"config": name, "task": args.task, **time_train(cfg, steps=args.steps, profile=args.profile)}
-        print(json.dumps(row), flush=True)
+# --- sampling ------------------------------------------------------------------------------------
+def model_for_bench(checkpoint: str | None):
+    """The shipped checkpoint when present; else the default N-Queens-8 recipe, untrained: speed and
+    memory depend on the shapes, not on the weights."""
+    path = Path(checkpoint) if checkpoint else Path("checkpoints/nqueens8")
+    if checkpoint or (path / "model.safetensors").is_file():
+        model, cfg, _ = load_checkpoint(path)
+        return model, cfg, str(path)
+    from .model import GRAM
+    from .train import bind_task, default_config
+    cfg = bind_task(default_config("nqueens8"), get_task("nqueens8"))
+    torch.manual_seed(0)
+    return GRAM(cfg.model).eval(), cfg, "untrained nqueens8 default"
 
 
-def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks: training speed, learning speed, sampling")
-    bs = b.add_subparsers(dest="bench", required=True)
-    t = bs.add_parser("train", help="training throughput, peak memory and MFU at the default and paper sizes")
-    t.add_argument("--task", default="nqueens8")
-    t.add_argument("--steps", type=int, default=5)
-    t.add_argument("--sizes", default="default,paper", help="comma-separated: default (the task's recipe), paper")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. compile=true")
-    t.add_argument("--profile", action="store_true", help="also profile 2 steps: top ops (stderr), phase shares")
-    t.set_defaults(func=cmd_train)
-    from .learn import add_parser as add_learn
-    add_learn(bs)
-    from .scale import add_bench_parser
-    add_bench_parser(bs)
+def _timed(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_sampling(checkpoint: str | None, n: int = 64, transitions: int = 48, reps: int = 3, dtype: str = "auto") -> dict:
+    """Wall time of 1 and of n trajectories on one puzzle (the median of `reps`), the cost of the
+    per-trajectory noise streams, and the memory of a full trace of n trajectories."""
+    model, cfg, source = model_for_bench(checkpoint)
+    task = get_task(cfg.train.task)
+    x = task.split("test", cfg.train.seed).inputs[:1]
+    T = cfg.model.T
+    n_sup = math.ceil(transitions / T)
+    check(rollout_cost(cfg.model, n, n_sup, record="transitions", what="the benchmark"),
+          hint="Lower --n or --transitions.")
+    run = lambda rows, record="none": rollout(model, x.expand(rows, -1), n_sup=n_sup, seed=0, record=record, dtype=dtype)
+    run(1)  # warm-up: first calls pay for allocation and kernel selection
+    t1 = _timed(lambda: run(1), reps)
+    tn = _timed(lambda: run(n), reps)
+    streams = NoiseStreams(list(range(n)))
+    t_noise = _timed(lambda: [streams.draw((model.L, model.cfg.D)) for _ in range(n_sup * T)], reps)
+    t0 = time.perf_counter()
+    tr = run(n, "transitions")
+    t_trace = time.perf_counter() - t0
+    return {"source": source, "task": task.name, "D": cfg.model.D, "L": model.L, "T": T, "n_sup": n_sup,
+            "transitions": n_sup * T, "threads": torch.get_num_threads(), "device": "cpu",
+            "seconds_N1": round(t1, 3), f"seconds_N{n}": round(tn, 3), "ratio": round(tn / t1, 1),
+            "goal_ratio": 8.0, "noise_draw_seconds": round(t_noise, 3), "noise_share": round(t_noise / tn, 4),
+            f"seconds_N{n}_full_trace": round(t_trace, 3), "trace_mb": round(tr.nbytes() / 2**20, 1),
+            "trace_shape_h": list(tr.h.shape), "trace_budget_mb": 200}

@@ -10,17 +10,19 @@ distinct@n can only grow with n, and vote@n and LPRM@n differ only by their rule
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import torch
 
+from .budget import check, rollout_cost
+from .cards import inference
+from .checkpoint import load_checkpoint
 from .rollout import HALT_AT, Trace, rollout
 from .select import best_of_n, majority_vote
-
-if TYPE_CHECKING:  # gram.tasks imports this module (its evaluate_samples)
-    from .tasks.base import Split, Task
+from .tasks import get_task
+from .tasks.base import Split, Task
 
 
 @dataclass
@@ -223,7 +225,26 @@ def metrics(task: Task, s: SampleSet, widths: list[int] | None = None) -> dict:
     return out
 
 
-def evaluate_samples(task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None,
-                     widths: list[int] | None = None) -> dict:
-    """`metrics` of samples (P, N, S) drawn elsewhere, with their LPRM values (P, N)."""
-    return metrics(task, SampleSet.of(task, split, samples, values), widths)
+def evaluate_checkpoint(directory, samples: int | None = None, limit: int | None = None, seed: int = 0,
+                        n_sup: int | None = None, halt: bool = False, temperature: float | None = None,
+                        halt_at: float | None = None) -> dict:
+    """`metrics` on the held-out test split, as `python -m gram eval` prints them; settings left as None are
+    the card's (gram.cards.inference). halt: each trajectory answers where ACT halts it (at most n_sup steps)."""
+    model, cfg, card = load_checkpoint(directory)
+    d = inference(card, cfg.train.n_sup)
+    samples, n_sup = samples or d["samples"], n_sup or d["n_sup"]
+    temperature = d["temperature"] if temperature is None else temperature
+    halt_at = d["halt_at"] if halt_at is None else halt_at
+    task = get_task(cfg.train.task)
+    split = task.split("test", cfg.train.seed).sample(limit)
+    chunk = draw.__kwdefaults__["chunk"]
+    # ACT reads where each trajectory halts off a record per supervision step; a fixed depth needs no records
+    check(rollout_cost(cfg.model, len(split) * samples, n_sup, record="steps" if halt else "none", latents="pooled",
+                       chunk=chunk, what="sampling", width=f"{samples:,} samples x {len(split):,} inputs"),
+          hint="Lower --samples, --limit or --n-sup.")
+    t0 = time.perf_counter()
+    s = draw(model, task, split, samples, depths=[n_sup], act=halt, halt_at=halt_at, seed=seed,
+             temperature=temperature, chunk=chunk)["act" if halt else n_sup]
+    return {"task": task.name, "mode": cfg.model.mode, **metrics(task, s), "seed": seed,
+            "n_sup": n_sup, "temperature": temperature, **({"halt_at": halt_at} if halt else {}),
+            "seconds": round(time.perf_counter() - t0, 2)}

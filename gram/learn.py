@@ -7,9 +7,6 @@ the same inputs, the true KL, and coverage@20 on held-out inputs with several va
 """
 from __future__ import annotations
 
-import json
-import sys
-
 import torch
 
 from .evaluate import coverage, draw
@@ -57,24 +54,3 @@ def _recent_mean(history: list[dict], key: str, n: int = 20) -> float:
     """Mean of `key` over the training logs among the last n records (0 when none has it, e.g. no KL)."""
     vals = [r[key] for r in history[-n:] if key in r]
     return sum(vals) / len(vals) if vals else 0.0
-
-
-def cmd_learn(args) -> None:
-    task = args.task or DEMO_TASK
-    modes = ["gram", "deterministic"] if args.mode == "both" else [args.mode]
-    result = {"task": task, "minutes": args.minutes, "seed": args.seed, "threads": torch.get_num_threads()}
-    for mode in modes:
-        result[mode] = learn(task, mode, args.minutes, args.seed, args.set, out=args.out and f"{args.out}-{mode}",
-                             log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(json.dumps(result), flush=True)
-
-
-def add_parser(bs) -> None:
-    p = bs.add_parser("learn", help="time-to-accuracy from scratch within a wall-clock budget")
-    p.add_argument("--task", default=None, help=f"default: the demo task {DEMO_TASK}")
-    p.add_argument("--mode", choices=("gram", "deterministic", "noise", "flat", "both"), default="both")
-    p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the recipe")
-    p.add_argument("--out", help="also save the trained checkpoints to OUT-<mode>")
-    p.set_defaults(func=cmd_learn)

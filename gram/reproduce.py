@@ -11,7 +11,6 @@ table of card metrics beside the paper's, and `--write README.md` puts it betwee
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,31 +521,3 @@ def write_readme_table(readme: str | Path, checkpoints: str | Path) -> None:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     path.write_text(f"{head}{START}\n{results_table(checkpoints)}\n{END}{tail}")
-
-
-# --- CLI ---------------------------------------------------------------------------------------------
-def cmd_reproduce(args) -> None:
-    budget = QUICK if args.quick else FULL
-    claims = reproduce(args.checkpoints, args.out, budget, args.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
-    for i, c in enumerate(claims):
-        print(f"{i + 1}. {c.title}: {c.verdict}", file=sys.stderr)
-    print(json.dumps({"report": str(Path(args.out) / "report.md"), "verdicts": [c.verdict for c in claims]}), flush=True)
-
-
-def cmd_results(args) -> None:
-    if args.write:
-        write_readme_table(args.write, args.checkpoints)
-    print(results_table(args.checkpoints))
-
-
-def add_parser(sub) -> None:
-    r = sub.add_parser("reproduce", help="the paper's claims on the shipped checkpoints: a Markdown + Plotly HTML report")
-    r.add_argument("--quick", action="store_true", help=f"fewer inputs and samples ({QUICK.inputs} inputs, {QUICK.samples} samples)")
-    r.add_argument("--checkpoints", default="checkpoints")
-    r.add_argument("--out", default="runs/reproduce")
-    r.add_argument("--seed", type=int, default=0)
-    r.set_defaults(func=cmd_reproduce)
-    t = sub.add_parser("results", help="the README's results table, from the checkpoints' cards")
-    t.add_argument("--checkpoints", default="checkpoints")
-    t.add_argument("--write", metavar="README", help="replace the table between the README's results markers")
-    t.set_defaults(func=cmd_results)

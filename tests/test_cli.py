@@ -9,7 +9,8 @@ import torch
 from conftest import SHIPPED, last_json, run_gram
 
 from gram.checkpoint import load_checkpoint
-from gram.cli import evaluate_checkpoint, main
+from gram.cli import main
+from gram.evaluate import evaluate_checkpoint
 from gram.tasks import get_task
 
 TINY_SET = ["--set", "D=32", "--set", "n_heads=2", "--set", "n_layers=1", "--set", "batch=8", "--set", "n_sup=2",

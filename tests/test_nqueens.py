@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gram.tasks import evaluate_samples, get_task
+from gram.evaluate import SampleSet, metrics
+from gram.tasks import get_task
 from gram.tasks.nqueens import EMPTY, QUEEN, NQueens, solutions
 
 
@@ -139,12 +140,12 @@ def test_metrics_on_perfect_and_bad_samples():
     s = task.split("test").subset(torch.arange(30))
     n = 4
     samples = torch.stack([s.targets[torch.nonzero(s.owner == i).flatten()].repeat(n, 1)[:n] for i in range(len(s))])
-    m = evaluate_samples(task, s, samples, torch.rand(len(s), n))
+    m = metrics(task, SampleSet.of(task, s, samples, torch.rand(len(s), n)))
     assert m["n_examples"] == 30 and m["samples"] == n
     assert m["accuracy"] == 1.0 and m["exact_match"] == 1.0 and m["accuracy_vote"] == 1.0
     expect_cov = sum(min(n, int(k)) / int(k) for k in s.n_targets()) / len(s)
     assert m["coverage"] == pytest.approx(expect_cov)
-    bad = evaluate_samples(task, s, s.inputs[:, None].repeat(1, n, 1))  # the input itself is incomplete
+    bad = metrics(task, SampleSet.of(task, s, s.inputs[:, None].repeat(1, n, 1)))  # the input itself is incomplete
     assert bad["accuracy"] == 0.0 and bad["coverage"] == 0.0 and bad["distinct"] == 1.0
 
 

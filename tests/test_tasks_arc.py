@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gram.tasks import evaluate_samples, get_task
+from gram.evaluate import SampleSet, metrics
+from gram.tasks import get_task
 from gram.tasks.arc import END, PAD, augment, augmentations, decode, dihedral, encode, invert
 
 
@@ -78,8 +79,8 @@ def test_splits(task):
 
 def test_voting_and_pass_at_2(task):
     s = task.split("test")
-    n_groups = evaluate_samples(task, s, s.targets[:, None])["test_inputs"]
-    right = evaluate_samples(task, s, s.targets[:, None])
+    n_groups = metrics(task, SampleSet.of(task, s, s.targets[:, None]))["test_inputs"]
+    right = metrics(task, SampleSet.of(task, s, s.targets[:, None]))
     assert right["pass@1"] == right["pass@2"] == 1 and right["exact_match"] == 1
     # each row: its own augmented copy of one shared wrong answer twice, the truth once. Votes over all
     # augmentations agree on the wrong answer (top 1) and on the truth (top 2) only if the inverse is right.
@@ -91,10 +92,10 @@ def test_voting_and_pass_at_2(task):
         other[0, 0] = (other[0, 0] + 1) % 10
         wrong_rows.append(torch.from_numpy(encode(augment(other, aug), task.canvas)))
     wrong = torch.stack(wrong_rows)
-    m = evaluate_samples(task, s, torch.stack([wrong, wrong, s.targets], 1))
+    m = metrics(task, SampleSet.of(task, s, torch.stack([wrong, wrong, s.targets], 1)))
     assert m["pass@1"] == 0 and m["pass@2"] == 1 and m["test_inputs"] == n_groups
     junk = torch.zeros_like(s.targets)
-    assert evaluate_samples(task, s, junk[:, None])["pass@2"] == 0
+    assert metrics(task, SampleSet.of(task, s, junk[:, None]))["pass@2"] == 0
 
 
 def test_text(task):

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gram.tasks import evaluate_samples, get_task
+from gram.evaluate import SampleSet, metrics
+from gram.tasks import get_task
 from gram.tasks.graph_coloring import BLANK, COLOUR0, EDGE, canonicalise, enumerate_colourings
 
 
@@ -147,7 +148,7 @@ def test_metrics(task):
     mono[:, task.n_pairs:] = COLOUR0
     samples = torch.stack([renamed, mono], 1)
     values = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # the LPRM errs on graph 2
-    m = evaluate_samples(task, s, samples, values)
+    m = metrics(task, SampleSet.of(task, s, samples, values))
     edges = (s.inputs[:, : task.n_pairs] == EDGE).sum(1).float()
     assert m["accuracy"] == 0.5 and m["exact_match"] == 0.5
     assert m["conflicts_total"] == pytest.approx(edges.sum().item() / 2)
@@ -169,8 +170,8 @@ def test_tiny_training_run():
 
 def test_width_curves_vote_on_answers_not_colour_names(task):
     """Two renamings of one colouring and one other valid colouring: the vote must see two votes for the
-    first answer (compare_models and scale_table canonicalise, as evaluate_samples does)."""
-    from gram.analysis import selection_curves
+    first answer (compare_models and scale_table canonicalise, as SampleSet.of does)."""
+    from gram.evaluate import SampleSet, curves
     s = task.split("test")
     i = int(torch.nonzero(s.n_targets() >= 2).flatten()[0])
     a, b = s.targets[s.owner == i][:2]
@@ -180,5 +181,5 @@ def test_width_curves_vote_on_answers_not_colour_names(task):
     samples = task.canonical_samples(torch.stack([b, renamed, a])[None])
     assert torch.equal(samples[0, 1], samples[0, 2]) and not torch.equal(samples[0, 0], samples[0, 1])
     valid = torch.tensor([[True, True, True]])
-    c = selection_curves(samples, torch.zeros(1, 3), valid, [3], s.n_targets()[i:i + 1])
+    c = curves(SampleSet(samples, valid, torch.zeros(1, 3), s.n_targets()[i:i + 1]), [3])
     assert c["distinct"] == [2.0]

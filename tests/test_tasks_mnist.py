@@ -4,7 +4,8 @@ import gzip
 import pytest
 import torch
 
-from gram.tasks import evaluate_samples, get_task
+from gram.evaluate import SampleSet, metrics
+from gram.tasks import get_task
 from gram.tasks.mnist import MNIST, OFF, ON, binarise, mnist_digits, read_idx
 from gram.tasks.mnist_classifier import classify, frechet_distance, inception_score
 
@@ -108,11 +109,11 @@ def test_classifier_and_reference(task):
     ref = task.reference()
     assert ref["inception_score"] > 8 and ref["frechet_distance"] < 20
     s = task.split("test")
-    m = evaluate_samples(task, s, s.targets[None, ::2])  # every class (the split is sorted by class)
+    m = metrics(task, SampleSet.of(task, s, s.targets[None, ::2]))  # every class (the split is sorted by class)
     assert m["accuracy"] == 1 and m["inception_score"] > 7
     g = torch.Generator().manual_seed(0)
     noise = torch.where(torch.rand(1, 200, 784, generator=g) < 0.15, ON, OFF)
-    bad = evaluate_samples(task, s, noise)
+    bad = metrics(task, SampleSet.of(task, s, noise))
     assert bad["frechet_distance"] > 10 * m["frechet_distance"] and bad["inception_score"] < m["inception_score"]
 
 

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gram.tasks import evaluate_samples, get_task
+from gram.evaluate import SampleSet, metrics
+from gram.tasks import get_task
 from gram.tasks.sudoku import (BLANK, Sudoku, apply_augmentation, generate_puzzle, invert_augmentation, keeps_givens,
                                random_augmentations, random_grid, read_extreme_csv, solve, valid_grids)
 
@@ -186,7 +187,7 @@ def test_uncond():
     junk = grids[0].clone()
     junk[0] = BLANK
     samples = torch.stack([grids[0], grids[0], grids[1], junk])[None]
-    m = evaluate_samples(t, test, samples)
+    m = metrics(t, SampleSet.of(t, test, samples))
     assert m["validity"] == 0.75 and m["distinct"] == 0.75 and m["accuracy"] == 0.75
 
 

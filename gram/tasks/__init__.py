@@ -1,7 +1,6 @@
 """Task registry: `get_task(name)` returns the task behind a CLI/app task name."""
 from __future__ import annotations
 
-from ..evaluate import evaluate_samples  # for callers that have not moved to gram.evaluate yet
 from .arc import ARC
 from .base import PAD, Split, Task
 from .graph_coloring import GraphColoring
@@ -37,4 +36,4 @@ def get_task(name: str) -> Task:
     return _CACHE[name]
 
 
-__all__ = ["PAD", "Split", "Task", "evaluate_samples", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond", "MNIST", "ARC"]
+__all__ = ["PAD", "Split", "Task", "get_task", "task_names", "NQueens", "GraphColoring", "Sudoku", "SudokuUncond", "MNIST", "ARC"]
