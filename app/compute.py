@@ -1,5 +1,5 @@
 """Cached calls into the library for the pages. No model logic lives here: every number comes from
-gram.rollout / gram.select / gram.analysis / gram.tasks; this module only caches results per
+gram.rollout / gram.evaluate / gram.analysis / gram.tasks; this module only caches results per
 (checkpoint, input, width, seed) and turns library errors into messages.
 
 Caches: rollouts on disk (app.views: keyed by the checkpoint's content and every argument, so a view made
@@ -17,12 +17,11 @@ import streamlit as st
 import torch
 
 from app import views
-from gram import analysis
+from gram import analysis, evaluate
 from gram import rollout as rollouts
 from gram.budget import BudgetError
 from gram.checkpoint import CheckpointError
 from gram.rollout import Trace
-from gram.select import best_of_n, majority_vote
 from gram.tasks import get_task
 
 MAX_WIDTH = 128  # trajectories a page rolls out at once
@@ -238,22 +237,25 @@ def widths(n_max: int) -> list[int]:
     return ws if ws[-1] == n_max else ws + [n_max]
 
 
+def _sample_set(b: dict) -> evaluate.SampleSet:
+    """The SampleSet a batch view was read from (app.views.batch)."""
+    t = {k: torch.as_tensor(b[k]) for k in ("answers", "valid", "values", "n_targets")}
+    return evaluate.SampleSet(t["answers"], t["valid"], t["values"], t["n_targets"])
+
+
 def selection_curves(b: dict, ns: list[int]) -> dict:
     """Vote / LPRM / pass@n accuracy (and coverage) when only the first n samples of a batch exist."""
-    return analysis.selection_curves(b["answers"], b["values"], b["valid"], ns, b["n_targets"])
+    return evaluate.curves(_sample_set(b), ns)
 
 
 def picks(b: dict) -> tuple[np.ndarray, np.ndarray]:
-    samples, values = torch.as_tensor(b["answers"]), torch.as_tensor(b["values"])
-    return majority_vote(samples).numpy(), best_of_n(values).numpy()
+    """The index of the answer the vote and the LPRM pick for each puzzle of a batch."""
+    p = evaluate.picks(_sample_set(b))
+    return p["vote"].numpy(), p["lprm"].numpy()
 
 
 def coverage_curve(task, x: torch.Tensor, answers: torch.Tensor, ns: list[int]) -> list[int]:
-    """Distinct valid answers among the first n of `answers` (B, S), for each n."""
-    valid = task.is_correct(x[None].expand(len(answers), -1), answers).tolist()
-    seen, found = set(), []
-    for a, v in zip(answers.tolist(), valid):
-        if v:
-            seen.add(tuple(a))
-        found.append(len(seen))
-    return [found[min(n, len(found)) - 1] for n in ns]
+    """Distinct valid answers among the first n of `answers` (B, S) to the one input x, for each n."""
+    valid = task.is_correct(x[None].expand(len(answers), -1), answers)
+    s = evaluate.SampleSet(answers[None], valid[None])
+    return [int(evaluate.found(s.first(min(n, s.N)))[0]) for n in ns]

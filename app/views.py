@@ -28,7 +28,8 @@ from safetensors import SafetensorError, safe_open
 from gram import budget
 from gram.cards import check_card, inference
 from gram.checkpoint import load_checkpoint
-from gram.rollout import Trace, rollout, sample
+from gram.evaluate import draw
+from gram.rollout import Trace, rollout
 from gram.tasks import cache, get_task
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -49,6 +50,9 @@ VIEW_MEMORY = 2e9  # bytes one view may take: up to 24 stay cached in memory (ap
 # setting fits on the shipped checkpoints but Selection's 64 samples x 128 puzzles x depth 32 (1e13-9e13)
 VIEW_WORK = 5e12
 BATCH_CHUNK = 512  # rows a batch rolls out at once: its working memory fits VIEW_MEMORY on every shipped model
+# in a batch view's key: a file written by an older way of computing the view is recomputed, not read. 2: drawn
+# by gram.evaluate.draw, validity judged on the canonical answers (as `gram eval` judges them)
+BATCH_VERSION = 2
 _WATCH = threading.local()  # per server thread (one per session's script run): when to abandon its rollouts
 
 
@@ -163,7 +167,7 @@ def trace_args(x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperature: f
 
 def batch_args(*, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """The arguments of a batch view, as its cache key holds them."""
-    return {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup)}
+    return {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup), "version": BATCH_VERSION}
 
 
 def entry(kind: str, path: str, args: dict) -> tuple[str, Path]:
@@ -214,8 +218,9 @@ def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperat
 
 
 def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
-    """N samples for each of n_inputs held-out inputs of the checkpoint's own split (a fixed, seeded subset).
-    Raises gram.budget.BudgetError for a view past the ceilings."""
+    """N samples for each of n_inputs held-out inputs of the checkpoint's own split (a fixed, seeded subset),
+    as numpy arrays: the inputs, a gram.evaluate.SampleSet's fields (samples as decoded; answers, canonical,
+    what votes count; values, valid, n_targets). Raises gram.budget.BudgetError for a view past the ceilings."""
     args = batch_args(n_inputs=n_inputs, n=n, seed=seed, n_sup=n_sup)
 
     def compute():
@@ -223,13 +228,9 @@ def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
         within(batch_cost(cfg, n_inputs, n, n_sup), "Lower the samples, the puzzles or the depth.")
         task = get_task(cfg.train.task)
         sub = task.split("test", cfg.train.seed).sample(n_inputs, seed=1234)
-        samples, values = sample(model, sub.inputs, n, seed=seed, n_sup=n_sup, puzzle=sub.puzzle, chunk=BATCH_CHUNK,
-                                 on_step=on_step)
-        P = len(sub)
-        valid = task.is_correct(sub.inputs.repeat_interleave(n, 0), samples.reshape(P * n, -1)).view(P, n)
-        # answers: the samples in canonical form, what a vote counts (graph colouring: not colour names)
-        return {"inputs": sub.inputs, "samples": samples, "answers": task.canonical_samples(samples),
-                "values": values.float(), "valid": valid, "n_targets": sub.n_targets()}
+        s = draw(model, task, sub, n, depths=[n_sup], seed=seed, chunk=BATCH_CHUNK, on_step=on_step)[n_sup]
+        return {"inputs": sub.inputs, "samples": s.samples, "answers": s.answers, "values": s.values, "valid": s.valid,
+                "n_targets": s.n_targets}
 
     t, _ = _cached("batch", path, args, compute)
     return {k: v.numpy() for k, v in t.items()}

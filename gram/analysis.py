@@ -1,8 +1,7 @@
 """Trajectory analysis over Traces: projections, spread, answers per step, commitment.
 
 Everything here reads what a rollout recorded (gram.rollout.Trace); the metrics of sampled answers (width
-curves, coverage, vote and LPRM picks) are gram.evaluate's, which `selection_curves` and `compare_models`
-call.
+curves, coverage, vote and LPRM picks) are gram.evaluate's, which `compare_models` calls.
 """
 from __future__ import annotations
 
@@ -94,14 +93,6 @@ def accuracy_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
     B = trace.pred.shape[1]
     x = x.expand(B, -1) if x.dim() == 1 else x
     return np.array([task.is_correct(x, p).float().mean().item() for p in trace.pred])
-
-
-def selection_curves(samples, values, valid, ns: list[int], n_targets=None) -> dict:
-    """gram.evaluate.curves of answers already judged: samples (P, N, S) canonical, values (P, N) LPRM values,
-    valid (P, N) bool, n_targets (P,) valid answers per input (coverage is left out without it)."""
-    as_tensor = lambda t: None if t is None else torch.as_tensor(t)
-    s = evaluate.SampleSet(as_tensor(samples), as_tensor(valid).bool(), as_tensor(values), as_tensor(n_targets))
-    return evaluate.curves(s, ns)
 
 
 def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 0, ns: list[int] | None = None) -> dict:

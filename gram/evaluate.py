@@ -35,6 +35,7 @@ class SampleSet:
     n_targets: torch.Tensor | None = None  # (P,) how many valid answers each input has: coverage's denominator
     steps: torch.Tensor | None = None  # (P, N) supervision steps each answer took (the depth, or where ACT halted)
     split: Split | None = None  # the inputs and their stored targets, when drawn on a split
+    samples: torch.Tensor | None = None  # (P, N, S) the answers as decoded, before Task.canonical: what a board shows
 
     @classmethod
     def of(cls, task: Task, split: Split, samples: torch.Tensor, values: torch.Tensor | None = None,
@@ -43,7 +44,7 @@ class SampleSet:
         answers = task.canonical_samples(samples)
         P, N, S = answers.shape
         valid = task.is_correct(split.inputs.repeat_interleave(N, 0), answers.reshape(P * N, S)).view(P, N)
-        return cls(answers, valid, values, split.n_targets(), steps, split)
+        return cls(answers, valid, values, split.n_targets(), steps, split, samples)
 
     @property
     def P(self) -> int:
@@ -59,7 +60,7 @@ class SampleSet:
             raise ValueError(f"widths must be in [1, {self.N}] (the samples drawn), got {n}")
         cut = lambda t: None if t is None else t[:, :n]
         out = SampleSet(self.answers[:, :n], self.valid[:, :n], cut(self.values), self.n_targets, cut(self.steps),
-                        self.split)
+                        self.split, cut(self.samples))
         out.__dict__["first_seen"] = cut(self.first_seen)  # whether answer j is new does not depend on later ones
         return out
 
@@ -76,10 +77,11 @@ class SampleSet:
 
 def draw(model, task: Task, split: Split, n: int, *, depths: list[int], act: bool = False, halt_at: float = HALT_AT,
          seed: int = 0, temperature: float = 1.0, dtype: str = "auto", chunk: int = 4096,
-         log=None) -> dict[int | str, SampleSet]:
+         log=None, on_step=None) -> dict[int | str, SampleSet]:
     """n trajectories for every input of `split`, rolled out to max(depths) supervision steps. Returns a
     SampleSet per depth (keyed by the depth) and, with act=True, one keyed 'act': each trajectory's answer
-    where its halting head first passed halt_at, at most max(depths) steps in."""
+    where its halting head first passed halt_at, at most max(depths) steps in. on_step: as gram.rollout's,
+    for every chunk."""
     depths = sorted({int(d) for d in depths})
     if not depths or depths[0] < 1:
         raise ValueError(f"depths must be positive supervision steps, got {depths}")
@@ -94,7 +96,7 @@ def draw(model, task: Task, split: Split, n: int, *, depths: list[int], act: boo
         b = min(rows, a + chunk)
         tr = rollout(model, x[a:b].to(dev), n_sup=deepest, seeds=list(range(seed + a, seed + b)), record=record,
                      latents="pooled", puzzle=None if puzzle is None else puzzle[a:b].to(dev), dtype=dtype,
-                     temperature=temperature)
+                     temperature=temperature, on_step=on_step)
         for d in depths:
             pred, value = (tr.final, tr.final_value) if record == "none" else (tr.pred[tr.at(d)], tr.value[tr.at(d)])
             readings[d].append((pred, value, torch.full((b - a,), d)))
@@ -140,13 +142,22 @@ def pass_at(s: SampleSet) -> float:
     return s.valid.any(1).float().mean().item()
 
 
+def picks(s: SampleSet) -> dict[str, torch.Tensor]:
+    """(P,) the index of the answer each rule picks per input: 'vote' (gram.select.majority_vote) and, when
+    the values are known, 'lprm' (the highest LPRM value, gram.select.best_of_n)."""
+    out = {"vote": majority_vote(s.answers)}
+    if s.values is not None:
+        out["lprm"] = best_of_n(s.values)
+    return out
+
+
 def vote(s: SampleSet) -> float:
-    """Accuracy of the majority vote's pick (gram.select.majority_vote)."""
+    """Accuracy of the majority vote's pick."""
     return _picked(s, majority_vote(s.answers))
 
 
 def lprm(s: SampleSet) -> float:
-    """Accuracy of the answer with the highest LPRM value (gram.select.best_of_n)."""
+    """Accuracy of the answer with the highest LPRM value."""
     return _picked(s, best_of_n(s.values))
 
 
@@ -155,12 +166,16 @@ def distinct(s: SampleSet) -> float:
     return int(s.first_seen.sum()) / s.P
 
 
+def found(s: SampleSet) -> torch.Tensor:
+    """(P,) how many distinct valid answers each input got: coverage's numerator."""
+    return (s.first_seen & s.valid).sum(1)
+
+
 def _coverage(s: SampleSet) -> list[float]:
     """Per input: distinct valid answers found / valid answers there are, at most 1."""
     if s.n_targets is None:
         raise ValueError("coverage needs the number of valid answers of each input (SampleSet.n_targets)")
-    found = (s.first_seen & s.valid).sum(1).tolist()
-    return [min(1.0, f / max(1, t)) for f, t in zip(found, s.n_targets.tolist())]
+    return [min(1.0, f / max(1, t)) for f, t in zip(found(s).tolist(), s.n_targets.tolist())]
 
 
 def coverage(s: SampleSet) -> float:
@@ -209,9 +224,7 @@ def metrics(task: Task, s: SampleSet, widths: list[int] | None = None) -> dict:
     multi_coverage  coverage over inputs with several answers, on tasks that have them
     the task's own numbers (Task.extra_metrics: conflicts, validity, IS / FD, ...), and with widths the curves
     """
-    picked = {"vote": majority_vote(s.answers)}
-    if s.values is not None:
-        picked["lprm"] = best_of_n(s.values)
+    picked = picks(s)
     out = {"n_examples": s.P, "samples": s.N, "accuracy": accuracy(s), "exact_match": exact_match(s),
            "coverage": coverage(s), "distinct": distinct(s)}
     for rule, index in picked.items():

@@ -1,10 +1,9 @@
-"""Selection rules on constructed cases, width curves, PCA, spread, distinct answers, model comparison."""
+"""Selection rules on constructed cases, PCA, spread, distinct answers, model comparison."""
 import numpy as np
 import pytest
 import torch
 
-from gram.analysis import (accuracy_by_step, compare_models, distinct_per_step, pca, per_step_spread,
-                           selection_curves)
+from gram.analysis import accuracy_by_step, compare_models, distinct_per_step, pca, per_step_spread
 from gram.config import ModelConfig
 from gram.model import GRAM
 from gram.rollout import rollout
@@ -26,29 +25,6 @@ def test_majority_vote_picks_the_most_frequent_answer_and_breaks_ties_by_first_a
 def test_best_of_n_takes_the_highest_value_and_ties_go_to_the_lowest_index():
     v = torch.tensor([[0.1, 0.9, 0.3], [0.5, 0.2, 0.5], [0.4, 0.4, 0.4]])
     assert best_of_n(v).tolist() == [1, 0, 0]
-
-
-def test_selection_curves_on_a_constructed_case():
-    # one input, 4 samples: answers 1 (invalid), 2 (valid), 2 (valid), 3 (valid); 3 valid answers exist
-    s = answers([1, 2, 2, 3])
-    valid = torch.tensor([[False, True, True, True]])
-    values = torch.tensor([[0.9, 0.1, 0.2, 0.8]])
-    c = selection_curves(s, values, valid, [1, 2, 3, 4], n_targets=torch.tensor([3]))
-    assert c["vote"] == [0.0, 0.0, 1.0, 1.0]  # width 2: tie 1 vs 2 goes to the first (invalid) answer
-    assert c["lprm"] == [0.0, 0.0, 0.0, 0.0]  # the value head prefers the invalid sample throughout
-    assert c["oracle"] == [0.0, 1.0, 1.0, 1.0]
-    assert c["distinct"] == [1.0, 2.0, 2.0, 3.0]
-    assert np.allclose(c["coverage"], [0, 1 / 3, 1 / 3, 2 / 3])
-
-
-def test_width_curves_are_monotone_where_they_must_be():
-    g = torch.Generator().manual_seed(0)
-    s = torch.randint(0, 3, (20, 32, 2), generator=g)
-    valid = s[..., 0] > 0
-    c = selection_curves(s, torch.rand(20, 32, generator=g), valid, [1, 2, 4, 8, 16, 32], n_targets=torch.full((20,), 6))
-    for k in ("oracle", "coverage", "distinct"):
-        assert all(a <= b for a, b in zip(c[k], c[k][1:])), k
-    assert all(0 <= v <= 1 for k in ("vote", "lprm", "oracle", "mean", "coverage") for v in c[k])
 
 
 def tiny(mode="gram"):

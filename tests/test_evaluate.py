@@ -44,6 +44,30 @@ def test_widths_read_the_first_samples():
         evaluate.curves(hand_made(), [5])
 
 
+def test_width_curves_on_a_constructed_case():
+    # one input, 4 samples: answers 1 (invalid), 2 (valid), 2 (valid), 3 (valid); 3 valid answers exist
+    s = SampleSet(torch.tensor([[[a, a, a] for a in (1, 2, 2, 3)]]), torch.tensor([[False, True, True, True]]),
+                  torch.tensor([[0.9, 0.1, 0.2, 0.8]]), torch.tensor([3]))
+    c = evaluate.curves(s, [1, 2, 3, 4])
+    assert c["vote"] == [0.0, 0.0, 1.0, 1.0]  # width 2: tie 1 vs 2 goes to the first (invalid) answer
+    assert c["lprm"] == [0.0, 0.0, 0.0, 0.0]  # the value head prefers the invalid sample throughout
+    assert c["oracle"] == [0.0, 1.0, 1.0, 1.0]
+    assert c["distinct"] == [1.0, 2.0, 2.0, 3.0]
+    assert c["coverage"] == pytest.approx([0, 1 / 3, 1 / 3, 2 / 3])
+    assert evaluate.found(s).tolist() == [2] and evaluate.found(s.first(2)).tolist() == [1]
+    assert {k: v.tolist() for k, v in evaluate.picks(s).items()} == {"vote": [1], "lprm": [0]}
+
+
+def test_width_curves_are_monotone_where_they_must_be():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 3, (20, 32, 2), generator=g)
+    s = SampleSet(a, a[..., 0] > 0, torch.rand(20, 32, generator=g), torch.full((20,), 6))
+    c = evaluate.curves(s, [1, 2, 4, 8, 16, 32])
+    for k in ("oracle", "coverage", "distinct"):
+        assert all(x <= y for x, y in zip(c[k], c[k][1:])), k
+    assert all(0 <= v <= 1 for k in ("vote", "lprm", "oracle", "mean", "coverage") for v in c[k])
+
+
 def tiny() -> GRAM:
     torch.manual_seed(0)
     m = GRAM(ModelConfig(mode="gram", D=32, n_heads=2, n_layers=1, K=1, T=2, seq_len=64, vocab=3)).eval()
