@@ -94,9 +94,26 @@ def _clashes(task, pred, given) -> np.ndarray:
     return task.clashes(torch.as_tensor(np.asarray(given)), torch.as_tensor(np.asarray(pred))).numpy()
 
 
+def _attacks(queens: list[int], cols: int) -> tuple[list, list]:
+    """Line segments (x, y with None between) along every row, column and diagonal that holds more than one of
+    the queens (cell indices), from its first queen to its last: the lines along which they attack."""
+    on: dict = {}
+    for i in queens:
+        r, c = divmod(i, cols)
+        for line in (("row", r), ("col", c), ("diag", r - c), ("anti", r + c)):
+            on.setdefault(line, []).append((c, r))
+    xs, ys = [], []
+    for cells in on.values():
+        if len(cells) > 1:
+            (x0, y0), (x1, y1) = min(cells), max(cells)
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+    return xs, ys
+
+
 def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y") -> list[dict]:
     """One board as trace dicts on axes (xa, ya), drawn as people know the task (Task.board): N-Queens as a
-    chessboard with P(queen) and the queens (given amber, attacking red), Sudoku as digits (given amber, clashing
+    chessboard with P(queen) and the queens (given amber, attacking red, with the lines they attack along), Sudoku as digits (given amber, clashing
     red) over the decoder's confidence, graph colouring as the graph (nodes in their colours, clashing edges
     red), images in grey, ARC grids in the ARC palette. Always the same number of traces for a task, so that
     animation frames can replace them."""
@@ -117,10 +134,13 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
                                 "textfont": {"size": 20, "color": [CLASH if bad[i] else GIVEN if i in g else "#111827"
                                                                    for i in cells]},
                                 "hoverinfo": "skip", "showlegend": False, **ax}
+        lx, ly = _attacks(q, cols)
         return [{"type": "heatmap", "z": _r(z + checker * (z < 0.05)), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
                  "showscale": False, "customdata": _r(z, 2), "xgap": 1.5, "ygap": 1.5,
                  "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
-                glyphs(q)]
+                glyphs(q),  # the queens second: the browser test reads them there
+                {"type": "scatter", "mode": "lines", "x": lx, "y": ly, "line": {"color": CLASH, "width": 3},
+                 "opacity": 0.45, "hoverinfo": "skip", "showlegend": False, **ax}]
     if kind == "image":
         # token 2 is a pixel on (P(on) is its column); a blank input (all PAD) is a white canvas
         z = (np.asarray(probs, dtype=np.float32)[:, 2] if probs is not None and np.asarray(probs).shape[-1] >= 3

@@ -463,6 +463,22 @@ def test_a_blank_image_is_a_white_canvas():
     assert np.asarray(figures.board_traces(task, on)[0]["z"]).sum() == 3
 
 
+def test_attacking_queens_are_joined_along_the_line_they_attack_on():
+    from app import figures
+    from gram.tasks import get_task
+
+    task = get_task("nqueens7")
+    pred = np.ones(49, dtype=np.int64)
+    for r, c in ((0, 0), (2, 2), (0, 5), (6, 3)):  # (0,0)-(2,2) share a diagonal, (0,0)-(0,5) a row
+        pred[r * 7 + c] = 2
+    lines = figures.board_traces(task, pred, None, np.ones(49))[2]
+    assert lines["mode"] == "lines" and lines["line"]["color"] == figures.CLASH
+    segs = {tuple(lines["x"][k:k + 2]) + tuple(lines["y"][k:k + 2]) for k in range(0, len(lines["x"]), 3)}
+    assert segs == {(0, 5, 0, 0), (0, 2, 0, 2)}  # (x0, x1, y0, y1): the row, the diagonal; (6, 3) is safe
+    pred[[0, 5, 16, 45]] = 1
+    assert figures.board_traces(task, pred, None, np.ones(49))[2]["x"] == []  # still one trace: frames replace it
+
+
 def test_commitment_dots_count_the_trajectories_they_stand_for():
     from app import figures
 
