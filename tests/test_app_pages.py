@@ -162,7 +162,7 @@ def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
 # --- trajectories --------------------------------------------------------------------------------
 def test_trajectories_width_and_projection(env):
     at = open_page("trajectories")
-    n_lines = lambda f: sum(1 for t in f["data"] if t.get("mode") == "lines")
+    n_lines = lambda f: sum(1 for t in f["data"] if t.get("mode") == "lines" and t.get("xaxis") == "x")  # PCA panel
     fig = testkit.figures(at)["traj_view"]
     assert n_lines(fig) == 32
     assert fig["frames"] and len(fig["frames"][0]["data"][0]["x"]) == 32  # each frame moves the 32 markers
