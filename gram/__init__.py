@@ -3,7 +3,7 @@
     from gram import draw, get_task, load_checkpoint, metrics
     model, cfg, card = load_checkpoint("checkpoints/nqueens8")
     task = get_task(cfg.train.task)
-    answers = draw(model, task, task.split("test", cfg.train.seed), 20, n_sup=4)  # 20 per input
+    answers = draw(model, task, task.split("test", cfg.train.seed), 20, depths=[4])[4]  # 20 per input, depth 4
     print(metrics(task, answers))  # accuracy, vote, LPRM, coverage, ... as `python -m gram eval` prints
 
 The rollout itself (one Trace of many trajectories) is `gram.rollout.rollout`: the function cannot be a name

@@ -14,6 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import gram.tasks
 from app import testkit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +103,7 @@ def test_a_data_variable_naming_a_missing_folder_is_a_message(task, var, tmp_pat
     """On the shipped checkpoints: every page that reads the task's data stops with a message saying so."""
     monkeypatch.setenv(var, str(tmp_path / "no such folder"))
     monkeypatch.setenv("GRAM_CHECKPOINTS", str(ROOT / "checkpoints"))
+    monkeypatch.setattr(gram.tasks, "_CACHE", {})  # a task reads its data variable when made: once per process
     for page, at in every_page({"g_task": task}):
         if page != "train":
             shown = texts(at.error)
