@@ -147,9 +147,10 @@ def guidance(trace: Trace, b: int = 0) -> dict[str, np.ndarray]:
     and 'eps' (the size of its mean and of the sampled noise, RMS over D) and, where a posterior steered,
     'kl' (KL(q || p) summed over D). {} for a mode without noise."""
     out = {}
-    for k, v in trace.noise.items():
-        v = v[:, b].float()
-        out[k] = (_SUMMARY[k](v) if v.dim() == 3 and k in _SUMMARY else v).numpy()
+    for k in ("sigma", "mu", "eps", "kl"):  # one order, however the trace was stored
+        if k in trace.noise:
+            v = trace.noise[k][:, b].float()
+            out[k] = (_SUMMARY[k](v) if v.dim() == 3 and k in _SUMMARY else v).numpy()
     return out
 
 

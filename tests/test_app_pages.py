@@ -384,18 +384,19 @@ def test_every_figure_saves_as_png_or_svg(env):
 
 @pytest.fixture
 def downloads(monkeypatch) -> dict:
-    """file name -> (bytes, MIME type) of every download button the pages draw (AppTest keeps its media files in
-    a MemoryMediaFileStorage made per run)."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    """file name -> (bytes, MIME type) of every download button the pages draw. Their files are made on a click
+    (a deferred callable the media file manager keeps): made here as a click would."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
 
     seen = {}
-    original = MemoryMediaFileStorage.load_and_get_id
+    original = MediaFileManager.add_deferred
 
-    def record(self, data, mimetype, kind, filename=None):
-        seen[filename] = (data, mimetype)
-        return original(self, data, mimetype, kind, filename)
+    def record(self, make, mimetype, coordinates, file_name=None, **kw):
+        data = make()
+        seen[file_name] = (data.encode() if isinstance(data, str) else data, mimetype)
+        return original(self, make, mimetype, coordinates, file_name, **kw)
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
     return seen
 
 
@@ -493,8 +494,8 @@ def test_commitment_dots_count_the_trajectories_they_stand_for():
 def test_csv_text_writes_columns_as_rows():
     from app import ui
 
-    text = ui.csv_text({"step": ["1.1", "1.2"], "ok": np.array([True, False]), "v": np.array([0.123456789, 2.0]),
-                        "answer": ["a,b", "c"]})
+    text = ui.csv_text({"step": ["1.1", "1.2"], "ok": np.array([True, False]),
+                        "v": np.array([0.123456789, 2.0], dtype=np.float32), "answer": ["a,b", "c"]})
     assert text == 'step,ok,v,answer\n1.1,true,0.12346,"a,b"\n1.2,false,2.0,c\n'
     with pytest.raises(ValueError, match="different lengths"):
         ui.csv_text({"a": [1, 2], "b": [1]})
