@@ -257,7 +257,11 @@ def partner_trace(task, ck, x: torch.Tensor, **trace_kwargs):
 
 def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Tensor | None:
     """Preset / random test puzzle of the checkpoint's own split (its train.seed) / typed puzzle, bound to the
-    URL. Returns input tokens (S,) or None (with an error shown) when a typed puzzle does not parse."""
+    URL. Returns input tokens (S,) or None (with an error shown) when a typed puzzle does not parse. An
+    unconditional task has one input, the blank one."""
+    if task.unconditional:
+        st.markdown("Input: **blank** (unconditional: every sample is drawn from nothing)")
+        return task.empty_input()
     pres = state.presets(task.name)
     sources = (["preset"] if pres else []) + ["random test puzzle", "type one"] + \
         (["click to edit"] if task.board in EDITABLE else [])

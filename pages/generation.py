@@ -13,12 +13,11 @@ from gram.tasks import get_task, task_names
 
 sel = state.selection()
 task = get_task(sel["task"])
-empty = task.empty_input() if task.unconditional else None
 ui.header("Generation refines over depth",
           "The same recursion, read as a generator: every sample starts from the same state and sharpens step by "
           "step. For unconditional tasks (binarized MNIST, complete Sudoku boards) the input is blank; for a puzzle, "
           "N different completions take shape at once.")
-if empty is None:
+if not task.unconditional:
     # the unconditional tasks there is a checkpoint for (only those are built: a task can take a second to)
     uncond = [t for t in task_names() if state.discover(t) and get_task(t).unconditional]
     msg = "This task is conditional: below, N samples of one puzzle refining."
@@ -36,9 +35,7 @@ ck, model, cfg, card = ui.load_model(sel, task, "generation")
 MAX_DEPTH = views.PAGE["generation"]["max_depth"]
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    x = empty if empty is not None else ui.puzzle_picker(task, sel["seed"], "gen", cfg.train.seed)
-    if empty is not None:
-        st.markdown("Input: **blank** (unconditional generation)")
+    x = ui.puzzle_picker(task, sel["seed"], "gen", cfg.train.seed)
 with c2:
     n = st.select_slider("Samples", [4, 8, 12, 16, 24, 32], key=ui.state_key(
         "gen", "n", views.PAGE["generation"]["n"], int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
@@ -66,7 +63,7 @@ ok = np.stack([task.is_correct(xs, tr.pred[k]).numpy() for k in range(R)])
 ans = analysis.canonical(tr, task)  # answers, not their spellings: what distinct samples count
 series = {"valid samples": ok.mean(1), "mean confidence": tr.probs.float().max(-1).values.mean((1, 2)).numpy(),
           "distinct samples (share)": analysis.distinct_per_step(ans) / n}
-ui.stepping_chart(stepfig.generation(task, None if empty is not None else x.numpy(), tr.pred.numpy(),
+ui.stepping_chart(stepfig.generation(task, None if task.unconditional else x.numpy(), tr.pred.numpy(),
                                      tr.probs.float().numpy(), ok, series, names, ui.step_index("gen", R),
                                      title=f"{n} samples refining over {R} supervision steps"), "gen_view")
 st.caption(f"Valid at the last step: {int(ok[-1].sum())} of {n}; distinct: {len(ans.pred[-1].unique(dim=0))} of {n}. "
@@ -76,5 +73,5 @@ ui.download_numbers(f"generation-{ck.mode}-n{n}", {
                  "distinct_share": series["distinct samples (share)"]},
     "per sample": {"sample": range(n), "seed": tr.seeds, "valid_at_the_end": ok[-1],
                    "answer": [task.format_output(a) for a in ans.final]}},
-    "gen_download", extra={"input": "blank" if empty is not None else task.format_input(x), "mode": ck.mode,
+    "gen_download", extra={"input": "blank" if task.unconditional else task.format_input(x), "mode": ck.mode,
                            "noise_scale": view["temperature"]})

@@ -626,3 +626,15 @@ def test_generation_offers_the_unconditional_tasks_it_has_checkpoints_for(monkey
     assert offer.endswith("Unconditional tasks: sudoku_uncond, mnist.")
     next(b for b in at.button if b.label == "Switch to sudoku_uncond").click().run()
     assert at.session_state["g_task"] == "sudoku_uncond"
+
+
+def test_an_unconditional_task_has_one_input_the_blank_one(monkeypatch, tmp_path):
+    from conftest import ROOT
+
+    monkeypatch.setenv("GRAM_CHECKPOINTS", str(ROOT / "checkpoints"))
+    monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
+    at = open_page("recursion", {"g_task": "mnist", "rec_depth": "2"})
+    clean(at)
+    assert "rec_src" not in keys_of(at, "button_group")  # no puzzle to pick or type
+    assert any("Input: **blank**" in m.value for m in at.markdown)
+    assert guide_curves(testkit.figures(at)["rec_view"])  # the digit's guidance, per step
