@@ -242,6 +242,7 @@ def test_the_train_page_refuses_a_run_past_the_budget(tmp_path, monkeypatch, cac
     page shows the numbers."""
     from app import training
 
+    monkeypatch.setattr(training, "_JOBS", {})  # this test's jobs only; others see none of them
     at = open_page("train")
     at.text_input(key="tr_extra").input("T=1000000000")
     next(b for b in at.button if "Start training" in b.label).click().run()

@@ -24,6 +24,7 @@ def ckroot(tmp_path_factory):
 def env(ckroot, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAM_CHECKPOINTS", str(ckroot))
     monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(training, "_JOBS", {})  # the server's jobs are per process: no other test's run shows
     return ckroot
 
 

