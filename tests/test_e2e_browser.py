@@ -130,16 +130,17 @@ def test_clicking_a_board_cell_edits_the_puzzle(server, chromium, shots):
     page, errors = new_page(chromium)
     page.goto(f"{server.url}/recursion?rec_src=click+to+edit&rec_depth=2")
     testkit.wait_rendered(page, charts=2)
+    # the queens' glyph trace of the editor's board; -1 while the rerun replaces the figure
     count = ("() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];"
-             " return gd.data[1].x.length; }")  # the queens' glyph trace of the editor's board
+             " return gd && gd.data && gd.data[1] ? gd.data[1].x.length : -1; }")
     before = page.evaluate(count)
+    assert before >= 0
     drag = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first
     drag.scroll_into_view_if_needed()
     box = drag.bounding_box()
     # cell (row 6, col 6) of the 7x7 board: the bottom-right corner, empty in the first preset
     page.mouse.click(box["x"] + box["width"] * 13 / 14, box["y"] + box["height"] * 13 / 14)
-    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot')[0].data[1].x.length !== {before}",
-                           timeout=30_000)
+    page.wait_for_function(f"() => {{ const n = ({count})(); return n >= 0 && n !== {before}; }}", timeout=30_000)
     testkit.wait_idle(page)
     no_traceback(page)
     page.screenshot(path=str(shots / "board_clicked.png"), full_page=True)
