@@ -92,18 +92,27 @@ def _trace(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float
                        temperature=temperature, record=record, latents=latents, halt=halt)
 
 
-@st.cache_resource(max_entries=24, show_spinner=False)
-def _pca(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float, record: str, latents: str,
-         halt: bool, k: int) -> analysis.Projection:
-    return analysis.pca(_trace(key, x, n, seed, n_sup, temperature, record, latents, halt).h, k=k)
+# what pages read off a trace and keep with it: recomputed per run they cost 0.1-0.7 s (a PCA fit; the spread's
+# pairwise distances)
+ANALYSES = {"pca": lambda tr, k: analysis.pca(tr.h, k=k), "spread": lambda tr, k: analysis.per_step_spread(tr)}
 
 
-def pca(ckpt, x: torch.Tensor, *, k: int, n: int = 1, seed: int = 0, n_sup: int = 8, temperature: float = 1.0,
-        record: str = "transitions", latents: str = "full", halt: bool = False) -> analysis.Projection:
-    """The PCA of the view `trace` returns for the same arguments, kept with it (a fit costs 0.1-0.4 s a run)."""
+@st.cache_resource(max_entries=48, show_spinner=False)
+def _analysed(what: str, key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float, record: str,
+              latents: str, halt: bool, k: int):
+    return ANALYSES[what](_trace(key, x, n, seed, n_sup, temperature, record, latents, halt), k)
+
+
+def analysed(what: str, ckpt, x: torch.Tensor, *, k: int = 0, n: int = 1, seed: int = 0, n_sup: int = 8,
+             temperature: float = 1.0, record: str = "transitions", latents: str = "full", halt: bool = False):
+    """ANALYSES[what] of the view `trace` returns for the same arguments (k: the PCA's axes), cached with it."""
     trace(ckpt, x, n=n, seed=seed, n_sup=n_sup, temperature=temperature, record=record, latents=latents, halt=halt)
-    return _pca(ckpt.key, tuple(int(v) for v in x.tolist()), int(n), int(seed), int(n_sup), float(temperature),
-                record, latents, bool(halt), int(k))
+    return _analysed(what, ckpt.key, tuple(int(v) for v in x.tolist()), int(n), int(seed), int(n_sup),
+                     float(temperature), record, latents, bool(halt), int(k))
+
+
+def pca(ckpt, x: torch.Tensor, *, k: int, **view) -> analysis.Projection:
+    return analysed("pca", ckpt, x, k=k, **view)
 
 
 def session_gone() -> bool:

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 FONT = "Inter, 'Source Sans Pro', 'Helvetica Neue', Arial, sans-serif"
@@ -25,15 +26,64 @@ PROB_SCALE = [[0, "#f8fafc"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
 LATENT_SCALE = "RdBu_r"
 
 
+# every figure's template, set once: named per figure, Plotly validates and copies it each time (15 ms a figure)
+pio.templates.default = "plotly_white"
+TEMPLATE = pio.templates[pio.templates.default].to_plotly_json()  # the same for Spec figures
+
+
 def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
     top = (40 if title else 10) + (30 if legend else 0)  # the title, then the legend row, then the plot
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=top, b=10),
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=top, b=10),
                       font=dict(family=FONT, size=14, color=INK), showlegend=legend,
                       title=dict(text=title, x=0.01, y=1 - 12 / height, yref="container", yanchor="top",
                                  font=dict(size=17)) if title else None,
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
+
+
+class Spec(go.Figure):
+    """A figure made of plain dicts (board views here, the stepping figures of app.stepfig; tests check them
+    against Plotly's schema). st.plotly_chart validates a dict by building a Figure from it, which for a gallery
+    of 24 boards or a view of 48 frames costs more than the rollout (0.5-1 s); a Figure it passes on as its
+    to_dict()."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec  # go.Figure refuses public attributes it does not know
+
+    @property
+    def spec(self) -> dict:
+        return self._spec
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+
+def layout(title: str | None = None, height: int = 360) -> dict:
+    """style()'s layout as a dict, for Spec figures (no legend)."""
+    return {"template": TEMPLATE, "height": height,
+            "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, "showlegend": False,
+            "font": {"family": FONT, "size": 14, "color": INK}, "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+            **({"title": {"text": title, "x": 0.01, "y": 1 - 12 / height, "yref": "container", "yanchor": "top",
+                          "font": {"size": 17}}} if title else {})}
+
+
+def board_axes(lay: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:
+    """Axes x{k}/y{k} of a dict layout for a board in the given domains, with square cells."""
+    xs = "" if k == 1 else str(k)
+    lay[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": f"y{xs}", "showgrid": False, "zeroline": False,
+                         "showticklabels": False, "range": ranges[0], "constrain": "domain"}
+    lay[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": f"x{xs}", "showgrid": False, "zeroline": False,
+                         "showticklabels": False, "range": ranges[1], "scaleanchor": f"x{xs}", "constrain": "domain"}
+    return f"x{xs}", f"y{xs}"
+
+
+def panel_title(text: str, xdom, ytop: float, size: int = 13, color: str = INK) -> dict:
+    """A panel's title as a layout annotation, centred above its domain."""
+    return {"text": text, "x": (xdom[0] + xdom[1]) / 2, "y": ytop, "xref": "paper", "yref": "paper",
+            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size, "color": color}}
 
 
 def label_color(label: str, palette_index: dict | None = None) -> str:
@@ -192,21 +242,13 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
              **ax}]
 
 
-def _board_axes(fig, task, S, row=None, col=None):
-    kw = {} if row is None else dict(row=row, col=col)
-    xr, yr = board_ranges(task, S)
-    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, range=xr, constrain="domain", **kw)
-    fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, range=yr,
-                     scaleanchor="x" if row is None else None, **kw)
+def board(task, pred, probs=None, given=None, title=None, height=360, showscale=True) -> Spec:
+    lay = layout(title, height)
+    xa, ya = board_axes(lay, 1, [0, 1], [0, 1], board_ranges(task, len(pred)))
+    return Spec({"data": board_traces(task, pred, probs, given, xa, ya), "layout": lay})
 
 
-def board(task, pred, probs=None, given=None, title=None, height=360, showscale=True) -> go.Figure:
-    fig = go.Figure(board_traces(task, pred, probs, given))
-    _board_axes(fig, task, len(pred))
-    return style(fig, title, height=height, legend=False)
-
-
-def board_editor(task, x, pending: int | None = None, height: int = 380) -> go.Figure:
+def board_editor(task, x, pending: int | None = None, height: int = 380) -> Spec:
     """The input x as a board with a click target on every cell (on every node of a graph): clicking one selects
     it, which the page turns into an edit (Task.edit). Cells that break a rule are drawn red."""
     x = np.asarray(x)
@@ -221,30 +263,33 @@ def board_editor(task, x, pending: int | None = None, height: int = 380) -> go.F
         ids = list(range(len(x)))
         px, py = np.array([i % cols for i in ids]), np.array([i // cols for i in ids])
         size, line = 34 if len(x) <= 64 else 24, 0
-    fig.add_trace(go.Scatter(x=_r(px), y=_r(py), mode="markers", customdata=ids, showlegend=False,
-                             marker=dict(size=size, color="rgba(0,0,0,0.01)", line=dict(width=line, color=CLASH)),
-                             hovertemplate="click to edit<extra></extra>"))
-    fig.update_layout(clickmode="event+select", dragmode=False)
+    fig.spec["data"].append({"type": "scatter", "x": _r(px), "y": _r(py), "mode": "markers", "customdata": ids,
+                             "showlegend": False, "hovertemplate": "click to edit<extra></extra>",
+                             "marker": {"size": size, "color": "rgba(0,0,0,0.01)",
+                                        "line": {"width": line, "color": CLASH}}})
+    fig.spec["layout"].update(clickmode="event+select", dragmode=False)
     return fig
 
 
 def board_grid(task, boards: list, titles: list[str] | None = None, given=None, probs: list | None = None,
-               ncols: int = 6, height_per_row: int = 150, title=None) -> go.Figure:
+               ncols: int = 6, height_per_row: int = 150, title=None) -> Spec:
     """Small multiples: many boards (e.g. a gallery of solutions, or one sample per cell of a grid)."""
     n = max(1, len(boards))
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=0.08 if titles else 0.02)
+    hs, vs = 0.02, 0.08 if titles else 0.02  # the gaps between panels, as shares of the plot
+    w, h = (1 - (ncols - 1) * hs) / ncols, (1 - (nrows - 1) * vs) / nrows
+    lay = layout(title, max(180, nrows * height_per_row + (50 if title else 10)))
+    data, notes = [], []
     for i, b in enumerate(boards):
-        r, c = i // ncols + 1, i % ncols + 1
-        for t in board_traces(task, b, None if probs is None else probs[i], given):
-            fig.add_trace(t, row=r, col=c)
-        _board_axes(fig, task, len(b), r, c)
-    for i in range(1, nrows * ncols + 1):
-        fig.layout[f"yaxis{'' if i == 1 else i}"].scaleanchor = f"x{'' if i == 1 else i}"
-    fig.update_annotations(font=dict(size=12, color=MUTED))
-    return style(fig, title, height=max(180, nrows * height_per_row + (50 if title else 10)), legend=False)
+        r, c = divmod(i, ncols)
+        xdom, ydom = [c * (w + hs), c * (w + hs) + w], [1 - r * (h + vs) - h, 1 - r * (h + vs)]
+        xa, ya = board_axes(lay, i + 1, xdom, ydom, board_ranges(task, len(b)))
+        data += board_traces(task, b, None if probs is None else probs[i], given, xa, ya)
+        if titles:
+            notes.append(panel_title(titles[i], xdom, ydom[1], size=12, color=MUTED))
+    lay["annotations"] = notes
+    return Spec({"data": data, "layout": lay})
 
 
 # --- latents --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from app import figures
-from app.figures import FONT, INK, MUTED, _r, board_ranges, board_traces, grid_shape
+from app.figures import FONT, INK, MUTED, _r, board_axes, board_ranges, board_traces, grid_shape, panel_title
 
 # Plotly.js knows only a few colour scales by name (the Python names are expanded by validation, which these
 # dict figures skip): every scale here is explicit
@@ -60,22 +60,6 @@ def _axis(domain, anchor: str, **kw) -> dict:
 
 def _grid_ranges(rows: int, cols: int) -> tuple[list, list]:
     return [-0.5, cols - 0.5], [rows - 0.5, -0.5]
-
-
-def _board_axes(layout: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:
-    """Axes x{k}/y{k} for a board in the given domains, with square cells."""
-    xs = "" if k == 1 else str(k)
-    layout[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": f"y{xs}", "showgrid": False, "zeroline": False,
-                            "showticklabels": False, "range": ranges[0], "constrain": "domain"}
-    layout[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": f"x{xs}", "showgrid": False, "zeroline": False,
-                            "showticklabels": False, "range": ranges[1], "scaleanchor": f"x{xs}",
-                            "constrain": "domain"}
-    return f"x{xs}", f"y{xs}"
-
-
-def _title(text: str, xdom, ytop: float) -> dict:
-    return {"text": text, "x": (xdom[0] + xdom[1]) / 2, "y": ytop, "xref": "paper", "yref": "paper",
-            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 13, "color": INK}}
 
 
 def player(labels: list[str], steps: list[int], active: int, prefix: str = "step ", duration: int = 450) -> dict:
@@ -131,7 +115,7 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     layout = _base_layout(700)
     top, mid = (0.50, 1.0), (0.0, 0.40)
     panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
-    axes = [_board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
+    axes = [board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
             for k in range(4)]
     latent, guide_dom, heads = (0.0, 0.26), (0.34, 0.62), (0.73, 1.0)  # room for the KL axis on the right
     ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
@@ -208,11 +192,11 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
                           for name, colour, v, _ in curves)
 
     def annotations(i: int) -> list[dict]:
-        return [_title(titles["board"](i), panels[0], 1.0), _title(titles["partner"](i), panels[1], 1.0),
-                _title(titles["dh"](i), panels[2], 1.0), _title(titles["sigma"](i), panels[3], 1.0),
-                _title("high-level latent h", latent, 0.41), _title("value and halting heads", heads, 0.47),
-                _title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47),
-                {**_title(guide_values(i), guide_dom, 0.42), "font": {"size": 12, "color": MUTED}}]
+        return [panel_title(titles["board"](i), panels[0], 1.0), panel_title(titles["partner"](i), panels[1], 1.0),
+                panel_title(titles["dh"](i), panels[2], 1.0), panel_title(titles["sigma"](i), panels[3], 1.0),
+                panel_title("high-level latent h", latent, 0.41), panel_title("value and halting heads", heads, 0.47),
+                panel_title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47),
+                panel_title(guide_values(i), guide_dom, 0.42, size=12, color=MUTED)]
 
     layout["annotations"] = annotations(active)
     layout.update(player(labels, steps, active))
@@ -257,7 +241,7 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
                                 range=pad(coords[..., 0]))
         layout["yaxis"] = _axis((0.0, 0.92), "x", title={"text": f"PC2 ({100 * explained[1]:.1f}% of variance)"},
                                 range=pad(coords[..., 1]))
-    bx, by = _board_axes(layout, 2, (0.66, 1.0), (0.1, 0.85), board_ranges(task, len(x)))
+    bx, by = board_axes(layout, 2, (0.66, 1.0), (0.1, 0.85), board_ranges(task, len(x)))
     n_static = len(data)
 
     def dynamic(i: int) -> list[dict]:
@@ -276,7 +260,7 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     first = dynamic(active)
     layout["showlegend"] = True
     layout["legend"] = {"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}
-    layout["annotations"] = [_title(f"trajectory {pick} (ends on {answer_labels[pick]})", (0.66, 1.0), 0.87)]
+    layout["annotations"] = [panel_title(f"trajectory {pick} (ends on {answer_labels[pick]})", (0.66, 1.0), 0.87)]
     layout.update(player(labels, steps, active))
     return {"data": data + first, "layout": layout,
             "frames": _frames(steps, labels, dynamic, list(range(n_static, n_static + len(first))))}
@@ -303,7 +287,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
         r, c = divmod(j, ncols)
         xd = (c * (w + gap), c * (w + gap) + w)
         yd = (1 - (r + 1) * hrow + 0.03, 1 - r * hrow - 0.01)
-        axes.append(_board_axes(layout, j + 1, xd, yd, board_ranges(task, S)))
+        axes.append(board_axes(layout, j + 1, xd, yd, board_ranges(task, S)))
         cells.append((xd, yd[1]))
     k = N + 1
     layout[f"xaxis{k}"] = _axis((0.0, 1.0), f"y{k}", title={"text": "supervision step"},
@@ -327,7 +311,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
         return out
 
     def annotations(i: int) -> list[dict]:
-        return [{**_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1]),
+        return [{**panel_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1]),
                  "font": {"size": 11, "color": MUTED}} for j in range(N)]
 
     first = dynamic(active)

@@ -9,7 +9,6 @@ import os
 import time
 import traceback
 
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -20,13 +19,6 @@ PAGES = {}  # filled by app/main.py: name -> st.Page
 # every figure's toolbar: hover tools off, the camera on; it saves in the format the page header sets
 CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
-
-
-def css() -> None:
-    try:
-        st.markdown(f"<style>{(state.ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
-    except OSError:
-        pass
 
 
 def header(title: str, lead: str) -> None:
@@ -203,26 +195,9 @@ def chart(fig, key: str, **kw):
     return st.plotly_chart(fig, key=key, config=config(key), **kw)
 
 
-class _Prebuilt(go.Figure):
-    """A figure spec made of plain dicts (app.stepfig; its tests check each against Plotly's schema).
-    st.plotly_chart validates a dict by building a Figure from it, which for a view of 48 frames costs more
-    than the rollout (0.7 s); a Figure it passes on as its to_dict()."""
-
-    def __init__(self, spec: dict):
-        super().__init__()
-        self._spec = spec
-
-    def to_dict(self) -> dict:
-        return self._spec
-
-
-def prebuilt(spec: dict) -> go.Figure:
-    return _Prebuilt(spec)
-
-
 def stepping_chart(fig: dict, key: str, **kw):
     """A figure that carries its steps as frames (app.stepfig): drawn once, stepped in the browser."""
-    return chart(_Prebuilt(fig), key, **kw)
+    return chart(figures.Spec(fig), key, **kw)
 
 
 def need_partner(sel: dict, mode: str, key: str):

@@ -46,7 +46,8 @@ final = ans.final
 commit = analysis.commit_steps(ans)  # the supervision step each sample stops changing its answer at
 cov = compute.coverage_curve(task, x, final, ns)
 labels, valid = compute.answer_labels(task, x, final, known)
-found = Counter(task.format_output(a) for a, v in zip(final, valid) if v)
+texts = [task.format_output(a) for a in final]  # once: an MNIST answer is 784 characters
+found = Counter(t for t, v in zip(texts, valid) if v)
 
 m1, m2, m3 = st.columns(3)
 m1.metric("valid completions of this puzzle", len(known) if known else "unknown",
@@ -76,14 +77,15 @@ with l:
     ui.download_numbers(f"coverage-{ck.mode}-n{n}", {
         "per width": {"n": ns, **{f"distinct_valid_{k}": v for k, v in series.items()}},
         "per sample": {"sample": range(n), "seed": tr.seeds, "label": labels, "valid": valid,
-                       "commit_step": [steps[c] for c in commit], "answer": [task.format_output(a) for a in final]}},
+                       "commit_step": [steps[c] for c in commit], "answer": texts}},
         "cov_download", extra={"puzzle": task.format_input(x), "mode": ck.mode, "depth": n_sup, "noise_scale": temp,
                                "valid_answers_of_the_puzzle": len(known) if known else None})
 with r:
     if found:
         order = sorted(found, key=lambda s: -found[s])
-        toks = [next(a for a, v in zip(final, valid) if v and task.format_output(a) == s) for s in order]
-        names = [f"{labels[[task.format_output(a) for a in final].index(s)]} · ×{found[s]}" for s in order]
+        first = {t: j for j, t in reversed(list(enumerate(texts)))}  # each answer's first sample
+        toks = [final[first[s]] for s in order]
+        names = [f"{labels[first[s]]} · ×{found[s]}" for s in order]
         ui.chart(figures.board_grid(task, [t.numpy() for t in toks[:24]], names[:24], given=x.numpy(), ncols=4,
                                     height_per_row=170, title="the answers found (× how often)"), "cov_gallery")
     else:

@@ -88,7 +88,7 @@ if dims == 2:
 else:
     ui.stepping_chart(fig, "traj_view3")
 
-rms, distinct = analysis.per_step_spread(tr), analysis.distinct_per_step(ans)
+rms, distinct = compute.analysed("spread", ck, x, **view), analysis.distinct_per_step(ans)
 s1, s2 = st.columns(2)
 with s1:
     ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,

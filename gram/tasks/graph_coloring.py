@@ -131,10 +131,10 @@ class GraphColoring(Task):
         """The colour slots of nodes on an edge whose ends share a colour (or lack one)."""
         slot = pred[self.n_pairs:]
         colour = torch.where((slot >= COLOUR0) & (slot < self.vocab), slot, -1)
+        ends = self.pairs[:, x[: self.n_pairs] == EDGE]  # (2, edges)
+        ci, cj = colour[ends[0]], colour[ends[1]]
         hit = torch.zeros(len(pred), dtype=torch.bool)
-        for i, j in self.edges(x):
-            if colour[i] == colour[j] or colour[i] < 0 or colour[j] < 0:
-                hit[self.n_pairs + i] = hit[self.n_pairs + j] = True
+        hit[self.n_pairs + ends[:, (ci == cj) | (ci < 0) | (cj < 0)].flatten()] = True
         return hit
 
     def edit(self, x, target, value=None):

@@ -294,12 +294,10 @@ class Sudoku(Task):
 
     def clashes(self, x, pred):
         """Digits repeated in a row, column or box, and givens overwritten."""
-        digit = torch.where(pred > BLANK, pred, 0)
+        d = torch.where(pred > BLANK, pred, 0)[UNITS]  # (27 units, 9 cells)
+        same = (d[:, :, None] == d[:, None, :]).sum(2) > 1  # a cell whose digit is elsewhere in its unit too
         hit = torch.zeros(81, dtype=torch.bool)
-        for unit in UNITS:
-            d = digit[unit]
-            counts = torch.zeros(11, dtype=torch.long).scatter_add_(0, d, torch.ones_like(d))
-            hit[unit] |= (d > 0) & (counts[d] > 1)
+        hit[UNITS[same & (d > 0)]] = True
         return hit | ((x > BLANK) & (pred != x))
 
     def edit(self, x, target, value=None):
