@@ -92,20 +92,20 @@ def _trace(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float
                        temperature=temperature, record=record, latents=latents, halt=halt)
 
 
-# what pages read off a trace and keep with it: recomputed per run they cost 0.1-0.7 s (a PCA fit; the spread's
-# pairwise distances)
-ANALYSES = {"pca": lambda tr, k: analysis.pca(tr.h, k=k), "spread": lambda tr, k: analysis.per_step_spread(tr)}
-
-
 @st.cache_resource(max_entries=48, show_spinner=False)
 def _analysed(what: str, key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float, record: str,
               latents: str, halt: bool, k: int):
-    return ANALYSES[what](_trace(key, x, n, seed, n_sup, temperature, record, latents, halt), k)
+    tr = _trace(key, x, n, seed, n_sup, temperature, record, latents, halt)
+    if what == "pca":  # on disk beside its trace (the warmer makes the defaults'): a fit costs up to 2 s
+        return views.pca(key.rsplit("@", 1)[0], torch.tensor(x, dtype=torch.long), tr, k=k, n=n, seed=seed,
+                         n_sup=n_sup, temperature=temperature, record=record, latents=latents, halt=halt)
+    return analysis.per_step_spread(tr)  # pairwise distances: 0.1-0.7 s a run
 
 
 def analysed(what: str, ckpt, x: torch.Tensor, *, k: int = 0, n: int = 1, seed: int = 0, n_sup: int = 8,
              temperature: float = 1.0, record: str = "transitions", latents: str = "full", halt: bool = False):
-    """ANALYSES[what] of the view `trace` returns for the same arguments (k: the PCA's axes), cached with it."""
+    """What a page reads off the view `trace` returns for the same arguments, kept with it: its PCA ('pca',
+    k axes) or the spread of its trajectories ('spread')."""
     trace(ckpt, x, n=n, seed=seed, n_sup=n_sup, temperature=temperature, record=record, latents=latents, halt=halt)
     return _analysed(what, ckpt.key, tuple(int(v) for v in x.tolist()), int(n), int(seed), int(n_sup),
                      float(temperature), record, latents, bool(halt), int(k))

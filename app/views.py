@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from gram import budget
+from gram import analysis, budget
 from gram.cards import check_card, inference
 from gram.checkpoint import load_checkpoint
 from gram.evaluate import draw
@@ -36,10 +36,10 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # what each page shows before it is touched; depth and noise scale come from the checkpoint's card
 PAGE = {
     "recursion": {"n": 1, "record": "transitions", "latents": "full", "max_depth": 64},
-    "trajectories": {"n": 32, "record": "transitions", "latents": "full", "max_depth": 32},
+    "trajectories": {"n": 32, "record": "transitions", "latents": "full", "max_depth": 32, "pca": 3},
     "coverage": {"n": 64, "record": "steps", "latents": "pooled", "max_depth": 64},
     "generation": {"n": 12, "record": "steps", "latents": "pooled", "max_depth": 256},
-    "tour": {"n": 16, "record": "transitions", "latents": "pooled", "max_depth": 32},
+    "tour": {"n": 16, "record": "transitions", "latents": "pooled", "max_depth": 32, "pca": 2},
     "selection": {"n": 16, "p": 16, "max_depth": 32},
 }
 # one rollout at a time in the server (every session is a thread of one process): two would only share the
@@ -217,6 +217,18 @@ def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperat
     return Trace.from_tensors(_cached("trace", path, args, compute)[0])
 
 
+def pca(path: str, x: torch.Tensor, tr: Trace, *, k: int, **trace_kwargs) -> analysis.Projection:
+    """gram.analysis.pca (k axes) of tr, the trace `trace(path, x, **trace_kwargs)` returns, cached on disk beside
+    it: a fit costs up to 2 s on a wide, deep view."""
+    def compute():
+        p = analysis.pca(tr.h, k=k)
+        return {"coords": torch.from_numpy(p.coords), "explained": torch.from_numpy(p.explained), "mean": p.mean,
+                "axes": p.axes}
+
+    t, _ = _cached("pca", path, {**trace_args(x, **trace_kwargs), "k": int(k)}, compute)
+    return analysis.Projection(t["coords"].numpy(), t["explained"].numpy(), t["mean"], t["axes"])
+
+
 def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """N samples for each of n_inputs held-out inputs of the checkpoint's own split (a fixed, seeded subset),
     as numpy arrays: the inputs, a gram.evaluate.SampleSet's fields (samples as decoded; answers, canonical,
@@ -297,12 +309,17 @@ def warm(paths: list[str], log=print, stop: threading.Event | None = None) -> in
                     return made
                 t0 = time.perf_counter()
                 if page == "selection":
+                    made += not on_disk("batch", path, batch_args(**args))
                     batch(path, **args)
                 else:
-                    trace(path, **args)
-                dt = time.perf_counter() - t0
-                made += dt > 0.05
-                log(f"{Path(path).name} {page}: {dt:.2f}s")
+                    kw = {k: v for k, v in args.items() if k != "x"}
+                    k = PAGE[page].get("pca")
+                    made += not (on_disk("trace", path, trace_args(**args))
+                                 and (k is None or on_disk("pca", path, {**trace_args(**args), "k": k})))
+                    tr = trace(path, **args)
+                    if k is not None:
+                        pca(path, args["x"], tr, k=k, **kw)
+                log(f"{Path(path).name} {page}: {time.perf_counter() - t0:.2f}s")
         except Exception as e:  # a broken checkpoint must not stop the others
             log(f"{Path(path).name}: skipped ({type(e).__name__}: {e})")
     return made

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for readers and type 
     from .model import GRAM, elbo, head_losses
     from .rollout import Trace, branch, posterior_rollout
     from .tasks import Split, Task, get_task, task_names
-    from .train import Trainer, default_config
+    from .recipes import default_config
+    from .train import Trainer
 
 _EXPORTS = {
     "checkpoint": ("load_checkpoint", "save_checkpoint"),
@@ -31,7 +32,8 @@ _EXPORTS = {
     "model": ("GRAM", "elbo", "head_losses"),
     "rollout": ("Trace", "branch", "posterior_rollout"),
     "tasks": ("Split", "Task", "get_task", "task_names"),
-    "train": ("Trainer", "default_config"),
+    "recipes": ("default_config",),
+    "train": ("Trainer",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_HOME)

@@ -78,7 +78,7 @@ def matmul_peak(dtype: torch.dtype, device: str = "cpu", sizes: tuple | None = N
 def paper_config(task: str = "nqueens8") -> Config:
     """The paper's size: D = 512, 8 heads, 2 + 2 attention layers, SwiGLU width 8/3 D (TRM's), K = 4, T = 3
     (batch 64 per step here)."""
-    from .train import default_config
+    from .recipes import default_config
     cfg = default_config(task)
     m = cfg.model
     m.D, m.n_heads, m.n_layers, m.K, m.T, m.mlp_ratio, m.mixer = 512, 8, 2, 4, 3, 8 / 3, "attn"
@@ -157,7 +157,8 @@ def model_for_bench(checkpoint: str | None):
         model, cfg, _ = load_checkpoint(path)
         return model, cfg, str(path)
     from .model import GRAM
-    from .train import bind_task, default_config
+    from .train import bind_task
+    from .recipes import default_config
     cfg = bind_task(default_config("nqueens8"), get_task("nqueens8"))
     torch.manual_seed(0)
     return GRAM(cfg.model).eval(), cfg, "untrained nqueens8 default"

@@ -47,18 +47,6 @@ from .rollout import _autocast, resolve_dtype, sample
 from .tasks import PAD, Task, get_task
 
 
-def default_config(task_name: str) -> Config:
-    """The recipe for a task: global defaults, then the task's preferences."""
-    task = get_task(task_name)
-    cfg = Config()
-    cfg.train.task = task_name
-    for k, v in task.model_defaults.items():
-        setattr(cfg.model, k, v)
-    for k, v in task.train_defaults.items():
-        setattr(cfg.train, k, v)
-    return cfg
-
-
 def bind_task(cfg: Config, task: Task) -> Config:
     """Fill the task-dependent model fields (sequence length, vocabulary, codec)."""
     m = cfg.model

@@ -77,7 +77,7 @@ with step(2, "recursion", "Scrub through the recursion"):
 
 with step(3, "trajectories", "Explore trajectories"):
     if tr is not None:
-        proj = compute.pca(ck, x, k=2, **view)
+        proj = compute.pca(ck, x, k=views.PAGE["tour"]["pca"], **view)
         labels, _ = compute.answer_labels(task, x, final, known)
         ui.chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360), "tour_pca")
 

@@ -47,7 +47,7 @@ with ui.guard("the rollout"), st.spinner(notice or "Rolling out..."):
     tr = compute.trace(ck, x, **view)
 if tr is None:
     st.stop()
-proj = compute.pca(ck, x, k=3, **view)
+proj = compute.pca(ck, x, k=views.PAGE["trajectories"]["pca"], **view)
 known = compute.known_solutions(task.name, cfg.train.seed, x)
 ans = analysis.canonical(tr, task)  # answers, not their spellings: what labels, counts and commitment read
 labels, valid = compute.answer_labels(task, x, ans.final, known)

@@ -27,7 +27,7 @@ SHIPPED = {"nqueens8": ROOT / "checkpoints" / "nqueens8",
 
 
 def tiny_config(*extra: str, task: str = "nqueens8"):
-    from gram.train import default_config
+    from gram.recipes import default_config
     return default_config(task).override(TINY + list(extra))
 
 

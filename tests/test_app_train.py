@@ -46,7 +46,7 @@ def fill_tiny(at, steps=3):
 def test_train_form_starts_from_the_tasks_recipe(env, monkeypatch):
     """The form shows the chosen task's recipe and passes on only what the user changed, so it trains what
     one-click training trains."""
-    from gram.train import default_config
+    from gram.recipes import default_config
 
     at = open_page("train")
     at.selectbox(key="tr_task").set_value("graph_coloring8").run()

@@ -168,6 +168,23 @@ def test_views_are_cached_against_their_checkpoint(tiny_copy, fresh_cache, monke
         views.trace(str(tiny_copy), x, n=2, seed=0, n_sup=2)
 
 
+def test_the_warmer_makes_every_default_view_and_its_pca(tiny_copy, fresh_cache, monkeypatch):
+    from app import views
+
+    assert views.warm([str(tiny_copy)], log=lambda _: None) == len(views.default_views(str(tiny_copy)))
+    for page, args in views.default_views(str(tiny_copy)):
+        if "pca" in views.PAGE[page]:
+            kw = {k: v for k, v in args.items() if k != "x"}
+            assert views.on_disk("pca", str(tiny_copy), {**views.trace_args(args["x"], **kw), "k": views.PAGE[page]["pca"]})
+            tr = views.trace(str(tiny_copy), **args)
+            with monkeypatch.context() as m:
+                m.setattr(views.analysis, "pca", lambda *a, **k: pytest.fail("fitted again"))
+                p = views.pca(str(tiny_copy), args["x"], tr, k=views.PAGE[page]["pca"], **kw)
+            fit = analysis.pca(tr.h, k=views.PAGE[page]["pca"])
+            assert np.allclose(p.coords, fit.coords) and np.allclose(p.explained, fit.explained)
+    assert views.warm([str(tiny_copy)], log=lambda _: None) == 0  # all on disk: nothing computed
+
+
 def _hand_trace(h: torch.Tensor, sup, trans) -> Trace:
     R, B = h.shape[:2]
     z = torch.zeros(R, B)

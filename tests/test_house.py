@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 PACKAGE = ROOT / "gram"
@@ -108,3 +110,17 @@ def test_no_import_cycle_in_the_library():
     graph = {name: imported(name, path, known) for name, path in known.items()}
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_every_task_has_one_recipe_of_real_config_fields():
+    from gram.recipes import RECIPES, default_config
+    from gram.tasks import task_names
+
+    assert set(RECIPES) == set(task_names())
+    for name in task_names():
+        cfg = default_config(name)
+        assert cfg.train.task == name
+        cfg.validate()
+    assert default_config("graph_coloring8").train.beta == 12.0 and default_config("mnist").model.patch == 7
+    with pytest.raises(ValueError, match="unknown task"):
+        default_config("chess")

@@ -164,14 +164,14 @@ def test_non_finite_weights_are_refused(tiny_copy):
                                               ("kl_balance=5", "kl_balance"), ("ema=2", "ema"),
                                               ("eval_every=0", "eval_every"), ("ckpt_every=0", "ckpt_every")])
 def test_one_validation_refuses_nonsense(setting, message):
-    from gram.train import default_config
+    from gram.recipes import default_config
 
     with pytest.raises(ValueError, match=message):
         default_config("nqueens7").override([setting]).validate()
 
 
 def test_wrong_types_in_a_config_file_are_refused_before_training(tmp_path):
-    from gram.train import default_config
+    from gram.recipes import default_config
 
     cfg = default_config("nqueens7").to_dict()
     cfg["model"]["n_layers"] = True
@@ -258,7 +258,8 @@ def test_a_memory_bomb_under_a_memory_limit_is_refused(tiny_checkpoint):
 
 def test_budget_estimates_bound_measured_memory_and_scale_with_the_sizes():
     from gram import budget
-    from gram.train import bind_task, default_config
+    from gram.train import bind_task
+    from gram.recipes import default_config
     from gram.tasks import get_task
 
     m = bind_task(default_config("nqueens8"), get_task("nqueens8")).model

@@ -11,7 +11,7 @@ from .args import json_line
 
 
 def cmd_train(args) -> None:
-    from ..train import default_config
+    from ..recipes import default_config
     sizes = {"default": lambda: default_config(args.task), "paper": lambda: paper_config(args.task)}
     for name in args.sizes.split(","):
         if name not in sizes:

@@ -10,10 +10,10 @@ from .sudoku import Sudoku, SudokuUncond, extreme_from_env
 
 _FACTORIES = {
     "nqueens7": lambda: NQueens(7, remove=(4, 5, 6)),  # the demo task: learns in minutes on a CPU
-    "nqueens8": lambda: NQueens(8, remove=(5, 6, 7), beta=2.0),
-    "nqueens10": lambda: NQueens(10, remove=(7, 8, 9), beta=2.0),
-    "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255, beta=12.0),
-    "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192, beta=15.0),
+    "nqueens8": lambda: NQueens(8, remove=(5, 6, 7)),
+    "nqueens10": lambda: NQueens(10, remove=(7, 8, 9)),
+    "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255),
+    "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192),
     "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
     "sudoku_uncond": lambda: SudokuUncond(train_clues=40),
     "mnist": lambda: MNIST(idx_from_env()),

@@ -64,8 +64,6 @@ class Task:
     unconditional: bool = False  # one blank input (empty_input); its samples are all different, so no vote
     rules: str = ""  # the task in a sentence, for people (the app's Tour and puzzle views)
     board: str = "tokens"  # how people draw it: queens | sudoku | graph | image | grid | tokens (the app's figures)
-    model_defaults: dict = {}  # ModelConfig fields this task prefers (e.g. mixer='mlp' for Sudoku)
-    train_defaults: dict = {}
     data_version: int = 1  # bump when build_split's output changes: cached splits of older versions are rebuilt
     cache_data: bool = True  # False where the data is read from the user's files (they may change under us)
 

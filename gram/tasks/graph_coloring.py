@@ -57,15 +57,8 @@ class GraphColoring(Task):
     board = "graph"
     rules = (f"Colour every node of the graph with one of {N_COLOURS} colours so that no edge joins two nodes of "
              "the same colour. Renaming the colours gives the same answer.")
-    model_defaults = {"mixer": "mlp"}
-
-    def __init__(self, n: int, p: float, n_train: int, n_test: int, max_colourings: int = 64, name: str | None = None,
-                 beta: float = 1.0):
+    def __init__(self, n: int, p: float, n_train: int, n_test: int, max_colourings: int = 64, name: str | None = None):
         self.n, self.p, self.n_train, self.n_test, self.max_colourings = n, p, n_train, n_test, max_colourings
-        # The loss averages the KL over all n(n-1)/2 + n positions but the cross-entropy over the n colour
-        # slots only, so beta = positions / slots weighs them as the ELBO does (4.5 for n = 8). Under it
-        # (beta 4) the posterior leaked at once; ~2.7x it (beta 12) learns (docs/recipe.md).
-        self.train_defaults = {"beta": beta}
         self.name = name or f"graph_coloring{n}"
         self.n_pairs = n * (n - 1) // 2
         self.seq_len, self.vocab = self.n_pairs + n, COLOUR0 + N_COLOURS

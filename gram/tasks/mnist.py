@@ -36,8 +36,6 @@ class MNIST(Task):
     multi_solution = True
     unconditional = True
     board = "image"
-    model_defaults = {"patch": 7}  # 16 latent positions: fewer independent noise draws, more coherent digits
-    train_defaults = {"beta": 0.32}  # 16x the ELBO's weight (16 latent positions / 784 pixels); docs/recipe.md
 
     def __init__(self, idx_dir: str | None = None):
         self.idx_dir = idx_dir

@@ -42,15 +42,8 @@ class NQueens(Task):
     board = "queens"
     rules = ("Complete the board with one queen in every row so that no two queens attack each other along a "
              "row, a column or a diagonal. The given queens (amber) stay where they are.")
-    # A fixed small grid: the sequence-MLP mixer learns it several times faster per step than attention
-    # (docs/recipe.md: 44% held-out accuracy after 184 steps on N-Queens-7, where attention had 0%).
-    model_defaults = {"mixer": "mlp"}
-
-    def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None, beta: float = 1.0):
+    def __init__(self, n: int, remove: tuple[int, ...], name: str | None = None):
         self.n, self.remove = n, tuple(remove)
-        # beta per task, as in the paper: on N-Queens-8 beta 1 let the posterior leak a "which solution"
-        # code from ~step 750 on; beta 2 delays it (91.8% at step 1,762; docs/recipe.md)
-        self.train_defaults = {"beta": beta}
         self.name = name or f"nqueens{n}"
         self.seq_len, self.vocab = n * n, 3
         r, c = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)

@@ -217,8 +217,6 @@ class Sudoku(Task):
     board = "sudoku"
     rules = ("Fill the 9x9 grid so that every row, every column and every 3x3 box holds the digits 1-9 once. "
              "The givens (amber) stay; a proper puzzle has one solution.")
-    model_defaults = {"mixer": "mlp"}
-
     def __init__(self, name: str = "sudoku", n_train: int = 2048, n_test: int = 64, n_aug: int = 32, clues: int = 30,
                  min_rating: int = 0, csv_dir: str | None = None, csv_rows: int = 100_000):
         self.name, self.n_train, self.n_test, self.n_aug = name, n_train, n_test, n_aug
