@@ -19,7 +19,7 @@ import torch
 from .budget import check, rollout_cost
 from .cards import inference
 from .checkpoint import load_checkpoint
-from .rollout import HALT_AT, Trace, rollout
+from .rollout import HALT_AT, Trace, fold, rollout
 from .select import best_of_n, majority_vote
 from .tasks import get_task
 from .tasks.base import Split, Task
@@ -86,24 +86,20 @@ def draw(model, task: Task, split: Split, n: int, *, depths: list[int], act: boo
     if not depths or depths[0] < 1:
         raise ValueError(f"depths must be positive supervision steps, got {depths}")
     P, S = split.inputs.shape
-    rows, deepest = P * n, depths[-1]
-    x = split.inputs.repeat_interleave(n, 0)
-    puzzle = None if split.puzzle is None else split.puzzle.repeat_interleave(n, 0)
+    deepest = depths[-1]
     record = "steps" if act or len(depths) > 1 else "none"  # the end alone needs no records
     readings = {k: [] for k in [*depths, *(["act"] if act else [])]}
     dev = next(model.parameters()).device
-    for a in range(0, rows, chunk):
-        b = min(rows, a + chunk)
-        tr = rollout(model, x[a:b].to(dev), n_sup=deepest, seeds=list(range(seed + a, seed + b)), record=record,
-                     latents="pooled", puzzle=None if puzzle is None else puzzle[a:b].to(dev), dtype=dtype,
-                     temperature=temperature, on_step=on_step)
+    for rows, seeds, pz in fold(split.inputs, n, seed=seed, chunk=chunk, puzzle=split.puzzle):
+        tr = rollout(model, rows.to(dev), n_sup=deepest, seeds=seeds, record=record, latents="pooled",
+                     puzzle=None if pz is None else pz.to(dev), dtype=dtype, temperature=temperature, on_step=on_step)
         for d in depths:
             pred, value = (tr.final, tr.final_value) if record == "none" else (tr.pred[tr.at(d)], tr.value[tr.at(d)])
-            readings[d].append((pred, value, torch.full((b - a,), d)))
+            readings[d].append((pred, value, torch.full((len(seeds),), d)))
         if act:
             readings["act"].append(_act(tr, halt_at))
         if log:
-            log(f"trajectories {b}/{rows}")
+            log(f"trajectories {seeds[-1] - seed + 1}/{P * n}")
     out = {}
     for k, parts in readings.items():
         pred, value, steps = (torch.cat([p[i].cpu() for p in parts]) for i in range(3))

@@ -296,21 +296,28 @@ def branch(model: GRAM, x: torch.Tensor, seed: int | Trace, at_step: int, M: int
     return concat(prefix, rest)
 
 
+def fold(x: torch.Tensor, n: int, *, seed: int, chunk: int, puzzle: torch.Tensor | None = None):
+    """Width folded into the batch: n trajectories of every input of x (P, S), `chunk` rows at a time, as
+    (rows (b, S), their seeds, their puzzle ids or None). Trajectory j of input i uses seed + i * n + j, so any
+    one can be replayed alone."""
+    flat = x.repeat_interleave(n, 0)
+    pz = None if puzzle is None else puzzle.repeat_interleave(n, 0)
+    for a in range(0, len(flat), chunk):
+        b = min(len(flat), a + chunk)
+        yield flat[a:b], list(range(seed + a, seed + b)), None if pz is None else pz[a:b]
+
+
 def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 16, halt: bool = False, halt_at: float = HALT_AT,
            puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096,
            temperature: float = 1.0, on_step: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """N answers per input, width folded into the batch. x (P, S) -> samples (P, N, S), values (P, N).
-    Trajectory j of input i uses seed + i * n + j, so any one can be replayed alone. temperature scales the
+    """N answers per input, width folded into the batch (fold). x (P, S) -> samples (P, N, S), values (P, N).
+    temperature scales the
     prior's noise (below 1: samples nearer the prior's mean, fewer errors, less spread)."""
     P, S = x.shape
-    flat = x.repeat_interleave(n, 0)
-    pz = None if puzzle is None else puzzle.repeat_interleave(n, 0)
     outs, vals = [], []
-    for a in range(0, P * n, chunk):
-        b = min(P * n, a + chunk)
-        tr = rollout(model, flat[a:b], n_sup=n_sup, seeds=list(range(seed + a, seed + b)), halt=halt, halt_at=halt_at, record="none",
-                     puzzle=None if pz is None else pz[a:b], dtype=dtype, temperature=temperature,
-                     on_step=on_step)
+    for rows, seeds, pz in fold(x, n, seed=seed, chunk=chunk, puzzle=puzzle):
+        tr = rollout(model, rows, n_sup=n_sup, seeds=seeds, halt=halt, halt_at=halt_at, record="none", puzzle=pz,
+                     dtype=dtype, temperature=temperature, on_step=on_step)
         outs.append(tr.final)
         vals.append(tr.final_value)
     return torch.cat(outs).view(P, n, S), torch.cat(vals).view(P, n)

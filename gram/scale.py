@@ -3,7 +3,7 @@ trajectories, picked by majority vote or by the LPRM value) and depth (supervisi
 a checkpoint's held-out inputs. One draw (gram.evaluate.draw) of max(widths) trajectories to max(depths) steps per input serves every
 cell of the table, ACT's included: width n reads the first n trajectories and depth d reads the record at step
 d, so the curves are nested and an answer at (n, d) is the same trajectory's answer in every column.
-Trajectory j of input i uses seed + i * N + j, as `gram.rollout.sample` does, so any cell can be replayed.
+Trajectory j of input i uses seed + i * N + j, as `gram.rollout.fold` folds them, so any cell can be replayed.
 """
 from __future__ import annotations
 
