@@ -12,34 +12,24 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-FONT = "Inter, 'Source Sans Pro', 'Helvetica Neue', Arial, sans-serif"
-INK = "#1f2937"
-MUTED = "#6b7280"
-GRAM = "#7c3aed"  # violet: GRAM
-DET = "#f59e0b"  # amber: deterministic
-VOTE = "#0ea5e9"
-LPRM = "#10b981"
-BAD = "#9ca3af"
-QUALITATIVE = ["#7c3aed", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#ec4899", "#14b8a6", "#8b5cf6", "#84cc16",
-               "#f97316", "#06b6d4", "#a855f7", "#22c55e", "#eab308", "#3b82f6", "#d946ef", "#64748b", "#b45309"]
+from gram import style as house
+from gram.style import BAD, DET, FONT, GRAM, INK, LPRM, MUTED, VOTE  # noqa: F401 (the pages' colours)
+
 PROB_SCALE = [[0, "#f8fafc"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
 LATENT_SCALE = "RdBu_r"
 
 
-# every figure's template, set once: named per figure, Plotly validates and copies it each time (15 ms a figure)
-pio.templates.default = "plotly_white"
-TEMPLATE = pio.templates[pio.templates.default].to_plotly_json()  # the same for Spec figures
+# the house template as every figure's default, set once (gram.style.apply then skips naming it per figure)
+pio.templates.default = house.TEMPLATE
+TEMPLATE = pio.templates[house.TEMPLATE].to_plotly_json()  # the same for Spec figures
 
 
 def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
+    """gram.style.apply, compact for a page: thin margins, the legend in a row above the plot."""
     top = (40 if title else 10) + (30 if legend else 0)  # the title, then the legend row, then the plot
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=top, b=10),
-                      font=dict(family=FONT, size=14, color=INK), showlegend=legend,
-                      title=dict(text=title, x=0.01, y=1 - 12 / height, yref="container", yanchor="top",
-                                 font=dict(size=17)) if title else None,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
-                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
-    return fig
+    return house.apply(fig, title, height, margin=dict(l=10, r=10, t=top, b=10), showlegend=legend,
+                       legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
+                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
 
 
 class Spec(go.Figure):
@@ -93,7 +83,7 @@ def label_color(label: str, palette_index: dict | None = None) -> str:
         k = int(label.split()[-1]) - 1
     except ValueError:
         k = abs(hash(label))
-    return QUALITATIVE[k % len(QUALITATIVE)]
+    return house.color(k)
 
 
 # --- boards: one drawing per kind of task (Task.board), as trace dicts ------------------------------
@@ -310,7 +300,7 @@ def step_lines(x_labels: list[str], series: dict[str, np.ndarray], current: int 
     fig = go.Figure()
     for i, (name, y) in enumerate(series.items()):
         fig.add_trace(go.Scatter(x=list(range(len(y))), y=np.asarray(y, dtype=np.float32), mode="lines+markers",
-                                 name=name, line=dict(width=3, color=(colors or {}).get(name, QUALITATIVE[i])),
+                                 name=name, line=dict(width=3, color=(colors or {}).get(name, house.color(i))),
                                  marker=dict(size=5), customdata=x_labels,
                                  hovertemplate="step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"))
     if current is not None:
@@ -378,7 +368,7 @@ def curves(x, series: dict[str, list], title: str, xtitle: str, ytitle: str, col
     for i, (name, y) in enumerate(series.items()):
         xs = x[name] if isinstance(x, dict) else x
         fig.add_trace(go.Scatter(x=list(xs), y=list(y), mode="lines+markers", name=name,
-                                 line=dict(width=3, color=(colors or {}).get(name, QUALITATIVE[i % len(QUALITATIVE)]),
+                                 line=dict(width=3, color=(colors or {}).get(name, house.color(i)),
                                            dash=(dash or {}).get(name, "solid")), marker=dict(size=7)))
     xs_all = sorted({v for name in series for v in (x[name] if isinstance(x, dict) else x)})
     fig.update_xaxes(title=xtitle, type="log" if log_x else "linear",

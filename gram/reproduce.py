@@ -5,8 +5,8 @@ claim ends in checks computed from the numbers in the report, never written in b
 when all its checks pass, "partly" when some do, and a checkpoint that is missing is named, not faked.
 
 `--quick` reads fewer held-out inputs and samples (minutes on a CPU; the test suite runs it); the full run
-reads every held-out input with 20 samples, like the cards. `python -m gram results` prints the README's
-table of card metrics beside the paper's, and `--write README.md` puts it between the README's markers.
+reads every held-out input with 20 samples, like the cards. The README's table of card metrics beside the
+paper's is gram/results.py's (`python -m gram results`).
 """
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import style as house
 from .analysis import compare_models
-from .cards import card_eval, read_card
+from .cards import card_eval
 from .checkpoint import load_checkpoint
 from .evaluate import accuracy, draw, lprm, metrics, pass_at, vote
+from .results import pct, results_table
 from .tasks import get_task
 from .tasks.mnist import ON
 
@@ -43,7 +45,7 @@ class Claim:
     title: str
     checks: list[tuple[str, bool]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # Markdown: tables and sentences with the numbers
-    figures: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # the FIGURES (file names) that show it
     missing: list[str] = field(default_factory=list)
 
     @property
@@ -68,14 +70,10 @@ class Shipped:
         return self._cache[name]
 
 
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
-
-
-def _table(header: list[str], rows: list[list], pct: tuple[int, ...] = ()) -> list[str]:
-    """A Markdown table; the columns at indices `pct` are shares shown as percentages."""
+def _table(header: list[str], rows: list[list], shares: tuple[int, ...] = ()) -> list[str]:
+    """A Markdown table; the columns at indices `shares` are shown as percentages."""
     def cell(j, v):
-        return _pct(v) if j in pct else f"{v:.3g}" if isinstance(v, float) else str(v)
+        return pct(v) if j in shares else f"{v:.3g}" if isinstance(v, float) else str(v)
     rows = [[cell(j, v) for j, v in enumerate(r)] for r in rows]
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -112,10 +110,11 @@ def claim_coverage(runs: dict) -> Claim:
             rows.append([name, mode, r["inputs"], m["accuracy"], m["coverage"], m["multi_coverage"], m["distinct"]])
         # on inputs with one answer coverage is accuracy; the claim is about inputs with several
         g, d = r["gram"]["multi_coverage"], r["deterministic"]["multi_coverage"]
-        c.checks.append((f"{name}: coverage of inputs with several answers, GRAM {_pct(g)} > deterministic {_pct(d)}", g > d))
+        c.checks.append((f"{name}: coverage of inputs with several answers, GRAM {pct(g)} > deterministic {pct(d)}", g > d))
     c.lines += _table(["checkpoint", "mode", "inputs", "accuracy", "coverage", "coverage (several answers)", "distinct answers"],
-                      rows, pct=(3, 4, 5))
+                      rows, shares=(3, 4, 5))
     c.lines += ["", "Coverage = distinct valid answers found / all valid answers, averaged over inputs."]
+    c.figures.append("width.html")
     return c
 
 
@@ -129,20 +128,21 @@ def claim_width(runs: dict) -> Claim:
         c.lines += [f"**{name}** (GRAM, {r['inputs']} held-out inputs)", ""]
         c.lines += _table(["N", "pass@N", "vote@N", "LPRM@N", "coverage@N", "distinct answers"],
                           [[n, cv["oracle"][i], cv["vote"][i], cv["lprm"][i], cv["coverage"][i], cv["distinct"][i]]
-                           for i, n in enumerate(cv["n"])], pct=(1, 2, 3, 4)) + [""]
+                           for i, n in enumerate(cv["n"])], shares=(1, 2, 3, 4)) + [""]
         # accuracy@1 is the mean over all N samples (the expected accuracy of one), not the first sample's luck
         n, acc1 = cv["n"][-1], cv["mean"][-1]
-        c.checks.append((f"{name}: coverage@{n} {_pct(cv['coverage'][-1])} > coverage@1 {_pct(cv['coverage'][0])}",
+        c.checks.append((f"{name}: coverage@{n} {pct(cv['coverage'][-1])} > coverage@1 {pct(cv['coverage'][0])}",
                          cv["coverage"][-1] > cv["coverage"][0]))
-        c.checks.append((f"{name}: pass@{n} {_pct(cv['oracle'][-1])} > accuracy@1 {_pct(acc1)}", cv["oracle"][-1] > acc1))
-        c.checks.append((f"{name}: best of vote@{n} {_pct(cv['vote'][-1])} and LPRM@{n} {_pct(cv['lprm'][-1])} > accuracy@1 {_pct(acc1)}",
+        c.checks.append((f"{name}: pass@{n} {pct(cv['oracle'][-1])} > accuracy@1 {pct(acc1)}", cv["oracle"][-1] > acc1))
+        c.checks.append((f"{name}: best of vote@{n} {pct(cv['vote'][-1])} and LPRM@{n} {pct(cv['lprm'][-1])} > accuracy@1 {pct(acc1)}",
                          max(cv["vote"][-1], cv["lprm"][-1]) > acc1))
+    c.figures.append("width.html")
     return c
 
 
 def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
     c = Claim("LPRM selection matches or beats majority voting")
-    c.lines += [f"'Matches' means within {_pct(tolerance)} (a few inputs' worth at these sizes).", ""]
+    c.lines += [f"'Matches' means within {pct(tolerance)} (a few inputs' worth at these sizes).", ""]
     rows = []
     sources = [(n, r["gram"]["curves"]) for n, r in runs.items() if "missing" not in r]
     sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.items()
@@ -151,10 +151,11 @@ def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
         for i, n in enumerate(cv["n"]):
             if n > 1:
                 rows.append([name, n, cv["vote"][i], cv["lprm"][i]])
-        c.checks.append((f"{name}: LPRM@{cv['n'][-1]} {_pct(cv['lprm'][-1])} vs vote {_pct(cv['vote'][-1])}",
+        c.checks.append((f"{name}: LPRM@{cv['n'][-1]} {pct(cv['lprm'][-1])} vs vote {pct(cv['vote'][-1])}",
                          cv["lprm"][-1] >= cv["vote"][-1] - tolerance))
     c.missing += [m for r in runs.values() for m in r.get("missing", [])] + [m for n, r in deep.items() if n not in runs for m in r.get("missing", [])]
-    c.lines += _table(["checkpoint", "N", "vote", "LPRM"], rows, pct=(2, 3))
+    c.lines += _table(["checkpoint", "N", "vote", "LPRM"], rows, shares=(2, 3))
+    c.figures.append("width.html")
     return c
 
 
@@ -194,6 +195,7 @@ def claim_collapse(mn: dict) -> Claim:
     c.checks.append((f"distinct images: GRAM {g['distinct']} > deterministic {d['distinct']}", g["distinct"] > d["distinct"]))
     c.checks.append((f"inception score: GRAM {g['inception_score']:.2f} > deterministic {d['inception_score']:.2f}",
                      g["inception_score"] > d["inception_score"]))
+    c.figures.append("mnist.html")
     return c
 
 
@@ -243,11 +245,12 @@ def claim_depth(mn: dict, deep: dict) -> Claim:
         c.lines += [f"**{name}** ({where}): accuracy per sample, and of the LPRM's pick among "
                     f"{r['width']['n'][-1]}, trained with {r['n_sup']} supervision steps", ""]
         c.lines += _table(["depth", "per sample", "LPRM pick"], [[d, a, b] for d, a, b in zip(r["depths"], r["mean_by_depth"], r["lprm_by_depth"])],
-                          pct=(1, 2)) + [""]
+                          shares=(1, 2)) + [""]
         d = r["card_depth"]
         at = r["mean_by_depth"][r["depths"].index(d)]
-        c.checks.append((f"{name}: per-sample accuracy at depth {d} (its card's) {_pct(at)} > depth 1 {_pct(r['mean_by_depth'][0])}",
+        c.checks.append((f"{name}: per-sample accuracy at depth {d} (its card's) {pct(at)} > depth 1 {pct(r['mean_by_depth'][0])}",
                          at > r["mean_by_depth"][0]))
+    c.figures.append("depth.html")
     return c
 
 
@@ -282,11 +285,12 @@ def claim_ablation(ck: Shipped, budget: Budget, seed: int, runs: dict) -> tuple[
         return c, res
     c.lines += _table(["checkpoint", "mode", "inputs", "accuracy", "vote", "LPRM", "coverage", "coverage (several answers)"],
                       [[k, v["mode"], v["inputs"], v["accuracy"], v["accuracy_vote"], v["accuracy_lprm"], v["coverage"],
-                        v["multi_coverage"]] for k, v in res.items()], pct=(3, 4, 5, 6, 7))
+                        v["multi_coverage"]] for k, v in res.items()], shares=(3, 4, 5, 6, 7))
     full = res[ABLATION[0]]
     for name in ABLATION[1:]:
         for key, label in (("accuracy", "accuracy"), ("multi_coverage", "coverage (several answers)")):
-            c.checks.append((f"{label}: GRAM {_pct(full[key])} > {name} {_pct(res[name][key])}", full[key] > res[name][key]))
+            c.checks.append((f"{label}: GRAM {pct(full[key])} > {name} {pct(res[name][key])}", full[key] > res[name][key]))
+    c.figures.append("ablation.html")
     return c, res
 
 
@@ -301,19 +305,13 @@ def fig_width(runs: dict):
         for mode, dash in (("gram", "solid"), ("deterministic", "dot")):
             cv = r[mode]["curves"]
             fig.add_trace(go.Scatter(x=cv["n"], y=cv["coverage"], name=f"{name} {mode}", legendgroup=name,
-                                     line=dict(dash=dash, color=_color(i))), 1, 1)
+                                     line=dict(dash=dash, color=house.color(i))), 1, 1)
         cv = r["gram"]["curves"]
-        fig.add_trace(go.Scatter(x=cv["n"], y=cv["vote"], name=f"{name} vote", legendgroup=name, line=dict(color=_color(i))), 1, 2)
-        fig.add_trace(go.Scatter(x=cv["n"], y=cv["lprm"], name=f"{name} LPRM", legendgroup=name, line=dict(color=_color(i), dash="dash")), 1, 2)
+        fig.add_trace(go.Scatter(x=cv["n"], y=cv["vote"], name=f"{name} vote", legendgroup=name, line=dict(color=house.color(i))), 1, 2)
+        fig.add_trace(go.Scatter(x=cv["n"], y=cv["lprm"], name=f"{name} LPRM", legendgroup=name, line=dict(color=house.color(i), dash="dash")), 1, 2)
     fig.update_xaxes(type="log", title_text="sampled trajectories N")
     fig.update_yaxes(range=[0, 1.02])
-    fig.update_layout(title="Width: GRAM (solid) against deterministic recursion (dotted)", height=460, width=1200)
-    return fig
-
-
-def _color(i: int) -> str:
-    from plotly.colors import qualitative
-    return qualitative.Plotly[i % len(qualitative.Plotly)]
+    return house.apply(fig, "Width: GRAM (solid) against deterministic recursion (dotted)", height=460, width=1200)
 
 
 def fig_mnist(mn: dict, per_row: int = 8, rows: int = 4):
@@ -331,16 +329,15 @@ def fig_mnist(mn: dict, per_row: int = 8, rows: int = 4):
         fig.add_trace(go.Heatmap(z=grid[::-1], colorscale="gray_r", showscale=False), 1, i + 1)
         fig.update_xaxes(visible=False, row=1, col=i + 1)
         fig.update_yaxes(visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
-    fig.update_layout(title="MNIST samples at the trained depth", height=420, width=500 * max(1, len(live)))
-    return fig
+    return house.apply(fig, "MNIST samples at the trained depth", height=420, width=500 * max(1, len(live)))
 
 
 def fig_bars(rows: dict, keys: tuple[str, ...], title: str):
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Bar(name=k, x=list(rows), y=[r[k] for r in rows.values()]) for k in keys])
-    fig.update_layout(barmode="group", title=title, yaxis=dict(range=[0, 1.02]), height=420, width=900)
-    return fig
+    fig = go.Figure([go.Bar(name=k, x=list(rows), y=[r[k] for r in rows.values()], marker_color=house.color(i))
+                     for i, k in enumerate(keys)])
+    return house.apply(fig, title, height=420, width=900, barmode="group", yaxis=dict(range=[0, 1.02]))
 
 
 def fig_depth(mn: dict, deep: dict):
@@ -350,14 +347,22 @@ def fig_depth(mn: dict, deep: dict):
     fig = make_subplots(1, 2, subplot_titles=("accuracy against depth (solid: per sample, dash: LPRM pick)",
                                               "MNIST inception score against depth"))
     for i, (name, r) in enumerate((n, r) for n, r in deep.items() if "missing" not in r):
-        fig.add_trace(go.Scatter(x=r["depths"], y=r["mean_by_depth"], name=f"{name} per sample", line=dict(color=_color(i))), 1, 1)
-        fig.add_trace(go.Scatter(x=r["depths"], y=r["lprm_by_depth"], name=f"{name} LPRM", line=dict(color=_color(i), dash="dash")), 1, 1)
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["mean_by_depth"], name=f"{name} per sample", line=dict(color=house.color(i))), 1, 1)
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["lprm_by_depth"], name=f"{name} LPRM", line=dict(color=house.color(i), dash="dash")), 1, 1)
     for i, (name, r) in enumerate((n, r) for n, r in mn.items() if "missing" not in r):
-        fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name, line=dict(color=_color(i + 4))), 1, 2)
+        fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name, line=dict(color=house.color(i + 4))), 1, 2)
     fig.update_xaxes(type="log", title_text="supervision steps")
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title="Depth: the same trajectories read at each supervision step", height=440, width=1200)
-    return fig
+    return house.apply(fig, "Depth: the same trajectories read at each supervision step", height=440, width=1200)
+
+
+# what each figure file draws, from the measurements; the claims name the ones that show them
+FIGURES = {
+    "width.html": lambda m: fig_width(m["runs"]),
+    "mnist.html": lambda m: fig_mnist(m["mn"]),
+    "depth.html": lambda m: fig_depth(m["mn"], m["deep"]),
+    "ablation.html": lambda m: fig_bars(m["ab"], ("accuracy", "coverage", "multi_coverage"), "N-Queens-7 ablations"),
+}
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -376,17 +381,10 @@ def reproduce(checkpoints: str | Path, out: str | Path, budget: Budget, seed: in
     ablation, ab = claim_ablation(ck, budget, seed, runs)
     claims = [claim_coverage(runs), claim_width(runs), claim_lprm(runs, deep, tolerance=0.02), claim_collapse(mn),
               claim_depth(mn, deep), ablation]
-    figures = {"width.html": (fig_width(runs), (0, 1, 2))}
-    if any("missing" not in r for r in mn.values()):
-        figures["mnist.html"] = (fig_mnist(mn), (3,))
-    figures["depth.html"] = (fig_depth(mn, deep), (4,))
-    if ab and not ablation.missing:
-        figures["ablation.html"] = (fig_bars(ab, ("accuracy", "coverage", "multi_coverage"), "N-Queens-7 ablations"), (5,))
-    for fname, (fig, used_by) in figures.items():
+    measured = {"runs": runs, "deep": deep, "mn": mn, "ab": ab}
+    for fname in dict.fromkeys(f for c in claims for f in c.figures):  # each once, however many claims it shows
         # plotly.js written once beside the figures: the report opens offline
-        fig.write_html(out / fname, include_plotlyjs="directory")
-        for i in used_by:
-            claims[i].figures.append(fname)
+        FIGURES[fname](measured).write_html(out / fname, include_plotlyjs="directory")
     seconds = time.perf_counter() - t0
     (out / "report.md").write_text(render(claims, budget, checkpoints, seed, seconds))
     (out / "claims.json").write_text(json.dumps([{"claim": i + 1, "title": c.title, "verdict": c.verdict,
@@ -411,113 +409,3 @@ def render(claims: list[Claim], budget: Budget, checkpoints, seed: int, seconds:
         lines += [f"Figure: [{f}]({f})" for f in c.figures] + ([""] if c.figures else [])
     lines += ["## Shipped checkpoints against the paper (from their cards)", "", results_table(checkpoints), ""]
     return "\n".join(lines)
-
-
-# --- the README table, from the cards ----------------------------------------------------------------
-def _row_nqueens(m):
-    return f"{_pct(m['accuracy'])} / {_pct(m['coverage'])}", [m["accuracy"] >= 0.95, m["coverage"] >= 0.80]
-
-
-def _conflicts(m):
-    picked = f" ({m['conflicts_per_graph_lprm']:.2f} in the LPRM pick)" if "conflicts_per_graph_lprm" in m else ""
-    return f"{m['conflicts_per_graph']:.2f} per sample{picked}"
-
-
-def _row_graph(m):  # the target is read per sample, the strict reading; the pick is what width scaling answers
-    return f"{_conflicts(m)} / {_pct(m['coverage'])}", [m["conflicts_per_graph"] <= 0.05, m["coverage"] >= 0.70]
-
-
-def _row_sudoku(m):
-    return _pct(m["accuracy_lprm"]), [m["accuracy_lprm"] >= 0.90]
-
-
-def _row_uncond(m):
-    return f"{_pct(m['validity'])} valid, {_pct(m['distinct'])} distinct", [m["validity"] >= 0.90, m["validity"] > 0 and m["distinct"] == 1.0]  # no valid board shows nothing
-
-
-def _row_mnist(m, det):
-    ratio = m["inception_score"] / m["reference_inception_score"]
-    text = f"IS {m['inception_score']:.2f} ({_pct(ratio)} of real {m['reference_inception_score']:.2f})"
-    if det is None:
-        return text + "; no deterministic twin", [ratio >= 0.8, False]
-    text += f"; deterministic IS {det['inception_score']:.2f}"
-    return text, [ratio >= 0.8, det["inception_score"] < m["inception_score"]]
-
-
-# checkpoint, metric, target, paper, how to read the card: (text, whether each part of the target is met)
-TARGETS = (
-    ("nqueens8", "accuracy@1 / coverage@20", ">= 95% / >= 80%", "99.7% / 90.3%", _row_nqueens),
-    ("nqueens10", "accuracy@1 / coverage@20", "report", "89.7% / 57.5%", _row_nqueens),
-    ("graph_coloring8", "conflicts per graph / coverage@20", "<= 0.05 / >= 70%", "2.7 (total) / 85.8%", _row_graph),
-    ("sudoku", "exact match, LPRM pick of 20", ">= 90%", "97.0% (Sudoku-Extreme)", _row_sudoku),
-    ("sudoku_uncond", "valid boards / distinct", ">= 90%, all distinct", "99.05% valid", _row_uncond),
-    ("mnist", "inception score vs real digits; deterministic", ">= 80% of real; deterministic worse", "IS 2.04; deterministic collapses", _row_mnist),
-)
-
-
-def results_table(checkpoints: str | Path) -> str:
-    root = Path(checkpoints)
-    rows = ["| checkpoint | metric (held-out) | ours | target | met | paper (10M params, 8 GPUs) | steps | evaluated on |",
-            "|---|---|---|---|---|---|---|---|"]
-    for name, metric, target, paper, read in TARGETS:
-        card_path = root / name / "card.json"
-        card = read_card(card_path) if card_path.is_file() else None
-        m = card_eval(card, 20) if card else None
-        if m is None:
-            rows.append(f"| `{name}` | {metric} | not trained yet | {target} | no | {paper} | | |")
-            continue
-        if name == "mnist":
-            det_path = root / "mnist-deterministic" / "card.json"
-            ours, met = read(m, card_eval(read_card(det_path)) if det_path.is_file() else None)
-        else:
-            ours, met = read(m)
-        met_text = "(report)" if target == "report" else " / ".join("yes" if ok else "no" for ok in met)
-        where = f"{m['n_examples']} inputs x {m['samples']} samples, {_depth(m)}"
-        rows.append(f"| `{name}` | {metric} | {ours} | {target} | {met_text} | {paper} | {card['steps']:,} | {where} |")
-    return "\n".join(rows + ["", every_checkpoint_table(root)])
-
-
-def _depth(m: dict) -> str:
-    """How the samples were drawn: the depth, and the prior's temperature where it was not the trained 1."""
-    t = m.get("temperature", 1.0)
-    return f"depth {m['n_sup']}" + (f", temperature {t:g}" if t != 1.0 else "")
-
-
-def _task_specific(m: dict) -> str:
-    if "conflicts_per_graph" in m:
-        return f"conflicts/graph {_conflicts(m)}"
-    if "inception_score" in m:
-        return f"IS {m['inception_score']:.2f}, FD {m['frechet_distance']:.0f}, {m['distinct']:.0f} distinct"
-    if "validity" in m:
-        return f"{_pct(m['validity'])} valid"
-    return ""
-
-
-def every_checkpoint_table(root: Path) -> str:
-    """One line per shipped checkpoint: how it was trained and its held-out numbers."""
-    rows = ["| checkpoint | mode | parameters | steps | training | accuracy | vote / LPRM | coverage | several-answer coverage | other | evaluated on |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for d in sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []:
-        card = read_card(d / "card.json")
-        m = card_eval(card, 20)
-        if m is None:
-            continue
-        multi = _pct(m["multi_coverage"]) if "multi_coverage" in m and m["n_examples"] > 1 else ""
-        mode = card["mode"] + (f" (started from `{Path(card['init']).name}`)" if card.get("init") else "")
-        rows.append(f"| `{d.name}` | {mode} | {card['parameters']:,} | {card['steps']:,} | {card['wall_seconds'] / 60:.0f} min | "
-                    f"{_pct(m['accuracy'])} | {_pct(m['accuracy_vote'])} / {_pct(m['accuracy_lprm'])} | {_pct(m['coverage'])} | "
-                    f"{multi} | {_task_specific(m)} | {m['n_examples']} x {m['samples']}, {_depth(m)} |")
-    return "\n".join(rows)
-
-
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def write_readme_table(readme: str | Path, checkpoints: str | Path) -> None:
-    path = Path(readme)
-    text = path.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no {START} ... {END} markers to put the table between")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{results_table(checkpoints)}\n{END}{tail}")

@@ -46,15 +46,16 @@ def format_table(rows: list[dict]) -> str:
 def figure(rows: list[dict], title: str):
     """Accuracy and coverage against width (one line per depth), accuracy against depth at the widest N."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
     from plotly.subplots import make_subplots
+
+    from . import style as house
 
     fig = make_subplots(1, 3, subplot_titles=("accuracy vs width", "coverage vs width", "accuracy vs depth"))
     depths = list(dict.fromkeys(r["depth"] for r in rows))
     dash = {"vote": "solid", "lprm": "dash", "oracle": "dot"}
     for i, d in enumerate(depths):
         rs = [r for r in rows if r["depth"] == d]
-        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        color = house.color(i)
         w = [r["width"] for r in rs]
         for k, style in dash.items():
             fig.add_trace(go.Scatter(x=w, y=[r[k] for r in rs], name=f"depth {d} {k}", legendgroup=str(d),
@@ -66,10 +67,9 @@ def figure(rows: list[dict], title: str):
     for k, style in dash.items():  # ACT sits at its mean number of steps
         fig.add_trace(go.Scatter(x=[r["steps"] for r in at], y=[r[k] for r in at], mode="lines+markers",
                                  text=[str(r["depth"]) for r in at], name=f"N={widest} {k}",
-                                 line=dict(color="black", dash=style)), 1, 3)
+                                 line=dict(color=house.INK, dash=style)), 1, 3)
     fig.update_xaxes(type="log", dtick=math.log10(2), title_text="trajectories N", row=1, col=1)
     fig.update_xaxes(type="log", dtick=math.log10(2), title_text="trajectories N", row=1, col=2)
     fig.update_xaxes(title_text="supervision steps", row=1, col=3)
     fig.update_yaxes(range=[0, 1.02])
-    fig.update_layout(title=title, height=480, width=1400, hovermode="x unified")
-    return fig
+    return house.apply(fig, title, height=480, width=1400, hovermode="x unified")

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from conftest import ROOT, last_json, run_gram
-from gram.reproduce import (Budget, Claim, START, END, claim_ablation, reproduce, results_table, Shipped,
-                            write_readme_table)
+from gram.reproduce import Budget, Claim, Shipped, claim_ablation, reproduce
+from gram.results import END, START, results_table, write_readme_table
 
 CHECKPOINTS = ROOT / "checkpoints"
 

@@ -1,7 +1,7 @@
 """`python -m gram results`: the README's results table, from the checkpoints' cards."""
 from __future__ import annotations
 
-from ..reproduce import results_table, write_readme_table
+from ..results import results_table, write_readme_table
 
 
 def cmd_results(args) -> None:

@@ -1,0 +1,33 @@
+"""One plot style for every figure: the app's (app/figures.py, app/stepfig.py), `gram scale`'s and `gram
+reproduce`'s. Plain values; apply() styles a Plotly figure (Plotly is imported by whoever makes the figure)."""
+from __future__ import annotations
+
+FONT = "Inter, 'Source Sans Pro', 'Helvetica Neue', Arial, sans-serif"
+INK = "#1f2937"
+MUTED = "#6b7280"
+GRAM = "#7c3aed"  # violet: GRAM
+DET = "#f59e0b"  # amber: deterministic
+VOTE = "#0ea5e9"
+LPRM = "#10b981"
+BAD = "#9ca3af"
+QUALITATIVE = ["#7c3aed", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#ec4899", "#14b8a6", "#8b5cf6", "#84cc16",
+               "#f97316", "#06b6d4", "#a855f7", "#22c55e", "#eab308", "#3b82f6", "#d946ef", "#64748b", "#b45309"]
+TEMPLATE = "plotly_white"
+
+
+def color(i: int) -> str:
+    """The i-th series' colour."""
+    return QUALITATIVE[i % len(QUALITATIVE)]
+
+
+def apply(fig, title: str | None = None, height: int = 360, width: int | None = None, **layout):
+    """The house look on a Plotly figure: template, type, title; `layout` adds or overrides layout fields."""
+    import plotly.io as pio
+
+    # named per figure, a template is validated and copied each time (15 ms); as the default (the app sets it
+    # once) Plotly applies it without
+    tpl = {} if pio.templates.default == TEMPLATE else {"template": TEMPLATE}
+    fig.update_layout(**tpl, height=height, width=width, font=dict(family=FONT, size=14, color=INK),
+                      title=dict(text=title, x=0.01, y=1 - 12 / height, yref="container", yanchor="top",
+                                 font=dict(size=17)) if title else None, **layout)
+    return fig
