@@ -218,6 +218,15 @@ def test_coverage_compares_gram_and_deterministic(env):
     assert testkit.figures(at)["cov_curve"]["data"][0]["x"][-1] == 8
 
 
+def test_coverage_draws_the_missed_completions_when_asked(env):
+    at = open_page("coverage", {"cov_n": "1"})  # one sample reaches at most one of the preset's completions
+    clean(at)
+    assert "cov_missed" not in testkit.figures(at)
+    widget(at, "toggle", "cov_show_missed").set_value(True).run()
+    clean(at)
+    assert testkit.figures(at)["cov_missed"]["data"]
+
+
 def test_generation_steps_in_the_browser(env):
     at = open_page("generation", {"gen_depth": "5"})
     clean(at)
