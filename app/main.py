@@ -10,14 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import shell
-
-shell.start()  # first, before the imports below (torch): the browser starts loading Plotly.js meanwhile
-
-from app import compute, state, ui, views  # noqa: E402
-from gram.tasks import task_names  # noqa: E402
+from app import compute, state, ui, views
+from gram.tasks import task_names
 
 ROOT = Path(__file__).resolve().parent.parent
+
+st.set_page_config(page_title="GRAM Explorer", page_icon=":material/all_inclusive:", layout="wide",
+                   initial_sidebar_state="expanded")
+ui.css()
 
 PAGES = [
     ("tour", "Tour", ":material/school:"),

@@ -20,20 +20,12 @@ def make_checkpoint(directory: str | Path, task: str = "nqueens7", mode: str = "
 
 
 def figures(at) -> dict:
-    """{chart key or index: plotly figure dict} for every st.plotly_chart on the AppTest's current page (not
-    app.shell's hidden one)."""
-    return {key: json.loads(el.proto.spec) for key, el in charts(at).items()}
-
-
-def charts(at) -> dict:
-    """{chart key or index: element} of the page's figures, without app.shell's hidden one."""
-    from app.shell import PRELOAD_KEY
-
+    """{chart key or index: plotly figure dict} for every st.plotly_chart on the AppTest's current page."""
     out = {}
     for k, el in enumerate(at.get("plotly_chart")):
+        spec = json.loads(el.proto.spec)
         parts = (getattr(el.proto, "id", "") or "").split("-", 2)  # '$$ID-<hash>-<user key>'
-        out[parts[2] if len(parts) == 3 and parts[2] else str(k)] = el
-    out.pop(PRELOAD_KEY, None)
+        out[parts[2] if len(parts) == 3 and parts[2] else str(k)] = spec
     return out
 
 
@@ -122,14 +114,10 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
-# a page's figures in the browser, without app.shell's hidden one
-PLOT = ".js-plotly-plot:not(.st-key-gram_preload *)"
-
-
 def wait_rendered(page, timeout_ms: int = 60_000, charts: int = 1) -> None:
     """Until the script run is over and at least `charts` Plotly figures are drawn."""
     page.wait_for_function(
-        f"n => document.querySelectorAll('{PLOT} .main-svg').length >= n", arg=charts, timeout=timeout_ms)
+        "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=charts, timeout=timeout_ms)
     wait_idle(page, timeout_ms)
 
 

@@ -21,6 +21,13 @@ CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d",
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
 
 
+def css() -> None:
+    try:
+        st.markdown(f"<style>{(state.ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+    except OSError:
+        pass
+
+
 def header(title: str, lead: str) -> None:
     """The page's title and lead, and (outside a lesson) the format every figure's camera button saves in: the
     control comes first on the page, so every figure below is drawn with it."""

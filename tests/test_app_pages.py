@@ -374,7 +374,7 @@ def test_deterministic_recursion_says_it_has_no_guidance(env):
 def chart_configs(at: AppTest) -> dict:
     import json
 
-    return {key: json.loads(el.proto.config) for key, el in testkit.charts(at).items()}
+    return {(el.proto.id or "").split("-", 2)[-1]: json.loads(el.proto.config) for el in at.get("plotly_chart")}
 
 
 def test_every_figure_saves_as_png_or_svg(env):

@@ -81,22 +81,22 @@ def test_recursion_steps_in_the_browser_without_the_server(server, chromium, sho
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
     page.goto(f"{server.url}/recursion?rec_depth=8")
     testkit.wait_rendered(page, charts=1)
-    label = page.locator(f"{testkit.PLOT} .slider-group > .slider-label").first
+    label = page.locator(".js-plotly-plot .slider-group > .slider-label").first
     assert label.text_content().strip() == "step 8.2"
-    board = lambda: page.evaluate(f"() => JSON.stringify(document.querySelector('{testkit.PLOT}').data[0].z)")
+    board = lambda: page.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].z)")
     before, n_sent = board(), len(sent)
-    rail_el = page.locator(f"{testkit.PLOT} .slider-rail-touch-rect").first
+    rail_el = page.locator(".js-plotly-plot .slider-rail-touch-rect").first
     rail_el.scroll_into_view_if_needed()
     rail = rail_el.bounding_box()
     page.mouse.click(rail["x"] + 3, rail["y"] + rail["height"] / 2)  # the left end: the first step
-    page.wait_for_function(f"() => document.querySelector('{testkit.PLOT} .slider-group > .slider-label')"
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-group > .slider-label')"
                            ".textContent.trim() === 'step 1.1'", timeout=10_000)
     assert board() != before
     page.wait_for_timeout(300)
     assert len(sent) == n_sent, "a step went to the server"
     # play runs through the frames in the page
-    page.locator(f"{testkit.PLOT} .updatemenu-button").first.click()  # the first button: play
-    page.wait_for_function(f"() => document.querySelector('{testkit.PLOT} .slider-group > .slider-label')"
+    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # the first button: play
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-group > .slider-label')"
                            ".textContent.trim() !== 'step 1.1'", timeout=10_000)
     assert len(sent) == n_sent
     no_traceback(page)
@@ -131,11 +131,11 @@ def test_clicking_a_board_cell_edits_the_puzzle(server, chromium, shots):
     page.goto(f"{server.url}/recursion?rec_src=click+to+edit&rec_depth=2")
     testkit.wait_rendered(page, charts=2)
     # the queens' glyph trace of the editor's board; -1 while the rerun replaces the figure
-    count = (f"() => {{ const gd = document.querySelectorAll('{testkit.PLOT}')[0];"
+    count = ("() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];"
              " return gd && gd.data && gd.data[1] ? gd.data[1].x.length : -1; }")
     before = page.evaluate(count)
     assert before >= 0
-    drag = page.locator(testkit.PLOT).first.locator(".nsewdrag").first
+    drag = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first
     drag.scroll_into_view_if_needed()
     box = drag.bounding_box()
     # cell (row 6, col 6) of the 7x7 board: the bottom-right corner, empty in the first preset
