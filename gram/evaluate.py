@@ -110,7 +110,7 @@ def draw(model, task: Task, split: Split, n: int, *, depths: list[int], act: boo
 def _act(tr: Trace, halt_at: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(answer (B, S), value (B,), supervision step (B,)) where ACT halts each trajectory of a trace recorded
     at every step; a trajectory that never passes halt_at answers at the last step."""
-    ends = tr.trans == tr.trans.max()  # the records that end a supervision step
+    ends = tr.ends()
     passed = tr.halt[ends] > halt_at  # (n_sup, B)
     B = passed.shape[1]
     stop = torch.where(passed.any(0), passed.float().argmax(0), passed.shape[0] - 1)  # the first step past it

@@ -103,6 +103,10 @@ class Trace:
             raise ValueError(f"no record at supervision step {n}, transition {t}")
         return int(hit.nonzero()[0])
 
+    def ends(self) -> list[int]:
+        """Indices of the record points that end a supervision step (its last transition), in order."""
+        return (self.trans == self.trans.max()).nonzero().flatten().tolist()
+
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """The record as a flat dict of tensors (for safetensors): everything but the end state and the random
         streams, which only a continuation needs (a branch replays its prefix from the seed instead)."""
@@ -122,8 +126,8 @@ class Trace:
     def act_stop(self, b: int = 0, halt_at: float = HALT_AT) -> int | None:
         """Index of the record point where ACT halts trajectory b: the end of the first supervision step whose
         P(halt) passes halt_at (the rule rollout(halt=True) applies), or None if it never does."""
-        ends = (self.trans == self.trans.max()) & (self.halt[:, b] > halt_at)
-        return int(ends.nonzero()[0]) if ends.any() else None
+        past = [k for k in self.ends() if self.halt[k, b] > halt_at]
+        return past[0] if past else None
 
 
 def concat(a: Trace, b: Trace) -> Trace:

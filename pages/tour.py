@@ -67,8 +67,7 @@ with step(1, "recursion", "Open a puzzle in Recursion"):
 
 with step(2, "recursion", "Scrub through the recursion"):
     if tr is not None:
-        T = int(tr.trans.max())
-        ends = [k for k in range(len(tr.sup)) if int(tr.trans[k]) == T]
+        ends = tr.ends()
         pick = ends[:: max(1, len(ends) // 5)][:5]
         ui.chart(figures.board_grid(task, [tr.pred[k, 0].numpy() for k in pick],
                                     [f"step {int(tr.sup[k])}" for k in pick], given=x.numpy(),

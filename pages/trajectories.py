@@ -110,7 +110,7 @@ with d1:
 with d2:
     split = analysis.disagreement(ans)  # (R, S)
     ui.chart(figures.disagreement_map(split, step_names, "where they disagree"), "traj_disagree")
-ends = [k for k in range(R) if int(tr.trans[k]) == int(tr.trans.max())]
+ends = tr.ends()
 cols_at = sorted({ends[min(len(ends) - 1, round(q * (len(ends) - 1) / 5))] for q in range(6)})
 name_of = {}
 for a in [tuple(r) for k in cols_at for r in ans.pred[k].tolist()]:

@@ -192,6 +192,11 @@ def _hand_trace(h: torch.Tensor, sup, trans) -> Trace:
                  torch.zeros(R, B, 2, 3), z, z, z.bool())
 
 
+def test_trace_ends_are_the_last_transition_of_each_step():
+    tr = _hand_trace(torch.zeros(5, 1, 2, 4), [0, 1, 1, 2, 2], [0, 1, 2, 1, 2])  # record 0: the start state
+    assert tr.ends() == [2, 4] == [tr.at(1), tr.at(2)]
+
+
 def test_h_change_and_varying_dims_on_a_hand_made_trace():
     h = torch.zeros(3, 1, 2, 4)
     h[1, 0, 0] = torch.tensor([3.0, 4.0, 0, 0])  # position 0 moves by 5 at record 1, back at record 2
