@@ -2,7 +2,8 @@
 
 It scores binarized digits (B, 784) in {0, 1}. Its 64 penultimate features define the space of the
 Frechet distance; its class probabilities define the Inception Score. Trained once, on the 4,500
-training digits of the `mnist` task, and shipped as assets/mnist_classifier.safetensors (~0.4 MB):
+training digits of the `mnist` task, and shipped inside the package as gram/tasks/mnist_classifier.safetensors
+(~0.4 MB, so `pip install .` carries it):
 
     OMP_NUM_THREADS=2 python -m gram.tasks.mnist_classifier
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ASSET = Path(__file__).resolve().parents[2] / "assets" / "mnist_classifier.safetensors"
+ASSET = Path(__file__).resolve().parent / "mnist_classifier.safetensors"
 TRAIN_COMMAND = "python -m gram.tasks.mnist_classifier"
 
 
