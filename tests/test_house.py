@@ -124,3 +124,11 @@ def test_every_task_has_one_recipe_of_real_config_fields():
     assert default_config("graph_coloring8").train.beta == 12.0 and default_config("mnist").model.patch == 7
     with pytest.raises(ValueError, match="unknown task"):
         default_config("chess")
+
+
+def test_the_library_data_ships_inside_the_package():
+    """`pip install .` carries what is inside gram/ only: the files the library reads must live there."""
+    import gram
+    from gram.tasks.mnist_classifier import ASSET
+
+    assert ASSET.is_file() and ASSET.resolve().is_relative_to(Path(gram.__file__).resolve().parent)
