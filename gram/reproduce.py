@@ -56,6 +56,13 @@ class Claim:
         return "holds" if passed == len(self.checks) else "partly" if passed else "does not hold"
 
 
+@dataclass
+class Measured:
+    """One kind of run, by checkpoint name; `missing` names the checkpoints that were not there (never faked)."""
+    runs: dict[str, dict] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
 class Shipped:
     """The checkpoints directory, each model loaded once."""
 
@@ -83,28 +90,25 @@ PAIRS = (("nqueens8", "nqueens8-deterministic"), ("nqueens7", "nqueens7-determin
          ("graph_coloring8", "graph_coloring8-deterministic"))
 
 
-def width_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+def width_runs(ck: Shipped, budget: Budget, seed: int) -> Measured:
     """Per GRAM checkpoint with a deterministic twin: both sampled the same way (gram.analysis.compare_models)."""
-    runs = {}
+    out = Measured()
     for g, d in PAIRS:
         a, b = ck.get(g), ck.get(d)
         if a is None or b is None:
-            runs[g] = {"missing": [n for n, m in ((g, a), (d, b)) if m is None]}
+            out.missing += [n for n, m in ((g, a), (d, b)) if m is None]
             continue
         task = get_task(a[1].train.task)
         split = task.split("test", a[1].train.seed).sample(budget.inputs)
-        runs[g] = compare_models(a[0], b[0], task, split, n=budget.samples, n_sup=a[1].train.n_sup, seed=seed)
-        runs[g]["inputs"] = len(split)
-    return runs
+        out.runs[g] = compare_models(a[0], b[0], task, split, n=budget.samples, n_sup=a[1].train.n_sup, seed=seed)
+        out.runs[g]["inputs"] = len(split)
+    return out
 
 
-def claim_coverage(runs: dict) -> Claim:
-    c = Claim("GRAM covers more of the valid solutions than deterministic recursion")
+def claim_coverage(width: Measured) -> Claim:
+    c = Claim("GRAM covers more of the valid solutions than deterministic recursion", missing=list(width.missing))
     rows = []
-    for name, r in runs.items():
-        if "missing" in r:
-            c.missing += r["missing"]
-            continue
+    for name, r in width.runs.items():
         for mode in ("gram", "deterministic"):
             m = r[mode]
             rows.append([name, mode, r["inputs"], m["accuracy"], m["coverage"], m["multi_coverage"], m["distinct"]])
@@ -118,12 +122,9 @@ def claim_coverage(runs: dict) -> Claim:
     return c
 
 
-def claim_width(runs: dict) -> Claim:
-    c = Claim("Accuracy and coverage grow with the number of sampled trajectories")
-    for name, r in runs.items():
-        if "missing" in r:
-            c.missing += r["missing"]
-            continue
+def claim_width(width: Measured) -> Claim:
+    c = Claim("Accuracy and coverage grow with the number of sampled trajectories", missing=list(width.missing))
+    for name, r in width.runs.items():
         cv = r["gram"]["curves"]
         c.lines += [f"**{name}** (GRAM, {r['inputs']} held-out inputs)", ""]
         c.lines += _table(["N", "pass@N", "vote@N", "LPRM@N", "coverage@N", "distinct answers"],
@@ -140,34 +141,35 @@ def claim_width(runs: dict) -> Claim:
     return c
 
 
-def claim_lprm(runs: dict, deep: dict, tolerance: float) -> Claim:
+def claim_lprm(width: Measured, deep: Measured, tolerance: float) -> Claim:
     c = Claim("LPRM selection matches or beats majority voting")
     c.lines += [f"'Matches' means within {pct(tolerance)} (a few inputs' worth at these sizes).", ""]
     rows = []
-    sources = [(n, r["gram"]["curves"]) for n, r in runs.items() if "missing" not in r]
-    sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.items()
-                if n not in runs and "missing" not in r and not r["unconditional"]]
+    paired = {g for g, _ in PAIRS}  # their width curves come from the width runs
+    sources = [(n, r["gram"]["curves"]) for n, r in width.runs.items()]
+    sources += [(f"{n} (depth {r['n_sup']})", r["width"]) for n, r in deep.runs.items()
+                if n not in paired and not r["unconditional"]]
     for name, cv in sources:
         for i, n in enumerate(cv["n"]):
             if n > 1:
                 rows.append([name, n, cv["vote"][i], cv["lprm"][i]])
         c.checks.append((f"{name}: LPRM@{cv['n'][-1]} {pct(cv['lprm'][-1])} vs vote {pct(cv['vote'][-1])}",
                          cv["lprm"][-1] >= cv["vote"][-1] - tolerance))
-    c.missing += [m for r in runs.values() for m in r.get("missing", [])] + [m for n, r in deep.items() if n not in runs for m in r.get("missing", [])]
+    c.missing += width.missing + [m for m in deep.missing if m not in paired]
     c.lines += _table(["checkpoint", "N", "vote", "LPRM"], rows, shares=(2, 3))
     c.figures.append("width.html")
     return c
 
 
 # --- claims 4-5: MNIST and Sudoku --------------------------------------------------------------------
-def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> Measured:
     """Per MNIST checkpoint: images at every supervision step up to budget.depth, from one draw."""
-    out = {}
+    out = Measured()
     task = get_task("mnist")
     for name in ("mnist", "mnist-deterministic"):
         got = ck.get(name)
         if got is None:
-            out[name] = {"missing": [name]}
+            out.missing.append(name)
             continue
         model, cfg, _ = got
         depths = sorted({1, 2, 4, 8, 16, 32, cfg.train.n_sup, budget.depth} & set(range(1, budget.depth + 1)))
@@ -175,21 +177,20 @@ def mnist_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         images = lambda d: (sets[d].answers[0] == ON).long()  # the blank input's samples
         by_depth = {d: task.quality(images(d)) for d in depths}
         pixels = images(cfg.train.n_sup)
-        out[name] = {"mode": cfg.model.mode, "n_sup": cfg.train.n_sup, "pixels": pixels,
+        out.runs[name] = {"mode": cfg.model.mode, "n_sup": cfg.train.n_sup, "pixels": pixels,
                      "distinct": len(pixels.unique(dim=0)), **by_depth[cfg.train.n_sup],
                      "depths": depths, "is_by_depth": [by_depth[d]["inception_score"] for d in depths]}
     return out
 
 
-def claim_collapse(mn: dict) -> Claim:
-    c = Claim("Deterministic recursion collapses on MNIST while GRAM generates varied digits")
-    g, d = mn["mnist"], mn["mnist-deterministic"]
-    c.missing += g.get("missing", []) + d.get("missing", [])
-    if "missing" in g or "missing" in d:
+def claim_collapse(mn: Measured) -> Claim:
+    c = Claim("Deterministic recursion collapses on MNIST while GRAM generates varied digits", missing=list(mn.missing))
+    if mn.missing:
         return c
+    g, d = mn.runs["mnist"], mn.runs["mnist-deterministic"]
     n = len(g["pixels"])
     c.lines += _table(["checkpoint", "mode", "samples", "distinct images", "inception score", "Frechet distance"],
-                      [[k, v["mode"], n, v["distinct"], v["inception_score"], v["frechet_distance"]] for k, v in mn.items()])
+                      [[k, v["mode"], n, v["distinct"], v["inception_score"], v["frechet_distance"]] for k, v in mn.runs.items()])
     c.lines += ["", f"Real held-out digits under the same classifier: IS {g['reference_inception_score']:.2f}, "
                 f"FD {g['reference_frechet_distance']:.1f} ({g['reference_n']} digits)."]
     c.checks.append((f"distinct images: GRAM {g['distinct']} > deterministic {d['distinct']}", g["distinct"] > d["distinct"]))
@@ -202,14 +203,14 @@ def claim_collapse(mn: dict) -> Claim:
 DEPTH = ("sudoku", "nqueens8", "sudoku_uncond")  # checkpoints read at several depths
 
 
-def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
+def depth_runs(ck: Shipped, budget: Budget, seed: int) -> Measured:
     """Per checkpoint in DEPTH: one draw of N trajectories, read at several depths up to budget.depth or the
     depth its card was read at (unconditional Sudoku: 256), so every depth sees the same trajectories."""
-    out = {}
+    out = Measured()
     for name in DEPTH:
         got = ck.get(name)
         if got is None:
-            out[name] = {"missing": [name]}
+            out.missing.append(name)
             continue
         model, cfg, card = got
         task = get_task(cfg.train.task)
@@ -218,7 +219,7 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
         depths = sorted({1, 2, 4, cfg.train.n_sup, budget.depth, card_depth})
         sets = draw(model, task, split, budget.samples, depths=depths, seed=seed)
         trained = [sets[cfg.train.n_sup].first(n) for n in (1, budget.samples)]
-        out[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "card_depth": card_depth, "depths": depths,
+        out.runs[name] = {"inputs": len(split), "n_sup": cfg.train.n_sup, "card_depth": card_depth, "depths": depths,
                      "unconditional": task.unconditional,
                      "width": {"n": [1, budget.samples], "vote": [vote(s) for s in trained],
                                "lprm": [lprm(s) for s in trained], "oracle": [pass_at(s) for s in trained]},
@@ -227,20 +228,16 @@ def depth_runs(ck: Shipped, budget: Budget, seed: int) -> dict:
     return out
 
 
-def claim_depth(mn: dict, deep: dict) -> Claim:
-    c = Claim("Quality grows with recursion depth at inference")
-    g = mn["mnist"]
-    if "missing" in g:
-        c.missing += g["missing"]
-    else:
+def claim_depth(mn: Measured, deep: Measured) -> Claim:
+    c = Claim("Quality grows with recursion depth at inference", missing=[m for m in mn.missing if m == "mnist"])
+    g = mn.runs.get("mnist")
+    if g is not None:
         c.lines += ["**MNIST** (GRAM): inception score of the same trajectories read at each supervision step", ""]
         c.lines += _table(["depth", "inception score"], [[d, v] for d, v in zip(g["depths"], g["is_by_depth"])]) + [""]
         c.checks.append((f"MNIST: IS at depth {g['n_sup']} {g['inception_score']:.2f} > IS at depth 1 {g['is_by_depth'][0]:.2f}",
                          g["inception_score"] > g["is_by_depth"][0]))
-    for name, r in deep.items():
-        if "missing" in r:
-            c.missing += r["missing"]
-            continue
+    c.missing += deep.missing
+    for name, r in deep.runs.items():
         where = "the blank input: validity" if r["unconditional"] else f"{r['inputs']} held-out inputs"
         c.lines += [f"**{name}** ({where}): accuracy per sample, and of the LPRM's pick among "
                     f"{r['width']['n'][-1]}, trained with {r['n_sup']} supervision steps", ""]
@@ -258,15 +255,16 @@ def claim_depth(mn: dict, deep: dict) -> Claim:
 ABLATION = ("nqueens7", "nqueens7-noise", "nqueens7-deterministic")
 
 
-def claim_ablation(ck: Shipped, budget: Budget, seed: int, runs: dict) -> tuple[Claim, dict]:
+def claim_ablation(ck: Shipped, budget: Budget, seed: int, width: Measured) -> tuple[Claim, dict]:
     """GRAM against its ablations on the same held-out inputs and seeds. A model that claim 1's width runs
-    (`runs`) already sampled this way is read from there, not sampled again."""
+    already sampled this way is read from there, not sampled again."""
     c = Claim("Ablations on N-Queens: noise without a learned mean, and no noise, both lose to full GRAM")
     measured = {}
     for g, d in PAIRS:
-        if g in runs and "missing" not in runs[g]:
-            measured[g] = {**runs[g]["gram"], "inputs": runs[g]["inputs"]}
-            measured[d] = {**runs[g]["deterministic"], "inputs": runs[g]["inputs"]}
+        if g in width.runs:
+            r = width.runs[g]
+            measured[g] = {**r["gram"], "inputs": r["inputs"]}
+            measured[d] = {**r["deterministic"], "inputs": r["inputs"]}
     res = {}
     for name in ABLATION:
         if name in measured:
@@ -295,11 +293,10 @@ def claim_ablation(ck: Shipped, budget: Budget, seed: int, runs: dict) -> tuple[
 
 
 # --- figures -----------------------------------------------------------------------------------------
-def fig_width(runs: dict):
+def fig_width(live: dict):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    live = {n: r for n, r in runs.items() if "missing" not in r}
     fig = make_subplots(1, 2, subplot_titles=("coverage@N", "accuracy of the pick: vote (solid), LPRM (dash)"))
     for i, (name, r) in enumerate(live.items()):
         for mode, dash in (("gram", "solid"), ("deterministic", "dot")):
@@ -314,12 +311,11 @@ def fig_width(runs: dict):
     return house.apply(fig, "Width: GRAM (solid) against deterministic recursion (dotted)", height=460, width=1200)
 
 
-def fig_mnist(mn: dict, per_row: int = 8, rows: int = 4):
+def fig_mnist(live: dict, per_row: int = 8, rows: int = 4):
     """The first samples of each MNIST checkpoint as one image grid per model."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    live = {n: r for n, r in mn.items() if "missing" not in r}
     fig = make_subplots(1, len(live), subplot_titles=[f"{n}: {r['distinct']} distinct of {len(r['pixels'])}, IS {r['inception_score']:.2f}"
                                                       for n, r in live.items()])
     for i, r in enumerate(live.values()):
@@ -346,10 +342,10 @@ def fig_depth(mn: dict, deep: dict):
 
     fig = make_subplots(1, 2, subplot_titles=("accuracy against depth (solid: per sample, dash: LPRM pick)",
                                               "MNIST inception score against depth"))
-    for i, (name, r) in enumerate((n, r) for n, r in deep.items() if "missing" not in r):
+    for i, (name, r) in enumerate(deep.items()):
         fig.add_trace(go.Scatter(x=r["depths"], y=r["mean_by_depth"], name=f"{name} per sample", line=dict(color=house.color(i))), 1, 1)
         fig.add_trace(go.Scatter(x=r["depths"], y=r["lprm_by_depth"], name=f"{name} LPRM", line=dict(color=house.color(i), dash="dash")), 1, 1)
-    for i, (name, r) in enumerate((n, r) for n, r in mn.items() if "missing" not in r):
+    for i, (name, r) in enumerate(mn.items()):
         fig.add_trace(go.Scatter(x=r["depths"], y=r["is_by_depth"], name=name, line=dict(color=house.color(i + 4))), 1, 2)
     fig.update_xaxes(type="log", title_text="supervision steps")
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
@@ -358,9 +354,9 @@ def fig_depth(mn: dict, deep: dict):
 
 # what each figure file draws, from the measurements; the claims name the ones that show them
 FIGURES = {
-    "width.html": lambda m: fig_width(m["runs"]),
-    "mnist.html": lambda m: fig_mnist(m["mn"]),
-    "depth.html": lambda m: fig_depth(m["mn"], m["deep"]),
+    "width.html": lambda m: fig_width(m["width"].runs),
+    "mnist.html": lambda m: fig_mnist(m["mn"].runs),
+    "depth.html": lambda m: fig_depth(m["mn"].runs, m["deep"].runs),
     "ablation.html": lambda m: fig_bars(m["ab"], ("accuracy", "coverage", "multi_coverage"), "N-Queens-7 ablations"),
 }
 
@@ -372,16 +368,16 @@ def reproduce(checkpoints: str | Path, out: str | Path, budget: Budget, seed: in
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log("width: GRAM and deterministic twins")
-    runs = width_runs(ck, budget, seed)
+    width = width_runs(ck, budget, seed)
     log("depth: Sudoku and N-Queens")
     deep = depth_runs(ck, budget, seed)
     log("mnist: samples against depth")
     mn = mnist_runs(ck, budget, seed)
     log("ablations")
-    ablation, ab = claim_ablation(ck, budget, seed, runs)
-    claims = [claim_coverage(runs), claim_width(runs), claim_lprm(runs, deep, tolerance=0.02), claim_collapse(mn),
+    ablation, ab = claim_ablation(ck, budget, seed, width)
+    claims = [claim_coverage(width), claim_width(width), claim_lprm(width, deep, tolerance=0.02), claim_collapse(mn),
               claim_depth(mn, deep), ablation]
-    measured = {"runs": runs, "deep": deep, "mn": mn, "ab": ab}
+    measured = {"width": width, "deep": deep, "mn": mn, "ab": ab}
     for fname in dict.fromkeys(f for c in claims for f in c.figures):  # each once, however many claims it shows
         # plotly.js written once beside the figures: the report opens offline
         FIGURES[fname](measured).write_html(out / fname, include_plotlyjs="directory")

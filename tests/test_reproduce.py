@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import ROOT, last_json, run_gram
-from gram.reproduce import Budget, Claim, Shipped, claim_ablation, reproduce
+from gram.reproduce import Budget, Claim, Measured, Shipped, claim_ablation, reproduce
 from gram.results import END, START, results_table, write_readme_table
 
 CHECKPOINTS = ROOT / "checkpoints"
@@ -60,7 +60,7 @@ def test_verdict_counts_checks():
 def test_missing_checkpoints_are_named_not_faked(tmp_path, tiny_checkpoint):
     shutil.copytree(tiny_checkpoint, tmp_path / "nqueens7")  # GRAM present, its ablations absent
     claim, measured = claim_ablation(Shipped(tmp_path), Budget(inputs=4, samples=2, images=2, depth=2), seed=0,
-                                       runs={})
+                                       width=Measured())
     assert claim.missing == ["nqueens7-noise", "nqueens7-deterministic"]
     assert claim.verdict == "not measured" and set(measured) == {"nqueens7"}
 
