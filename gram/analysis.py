@@ -87,12 +87,17 @@ def distinct_per_step(trace: Trace) -> np.ndarray:
     return np.array([len(torch.unique(p, dim=0)) for p in trace.pred])
 
 
-def accuracy_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
-    """(R,) share of trajectories whose decoded answer is valid at each record point: accuracy against depth.
-    x is the input of every row (B, S), or one input (S,) shared by all rows."""
+def valid_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
+    """(R, B) whether each trajectory's decoded answer is valid at each record point. x is the input of every
+    row (B, S), or one input (S,) shared by all rows."""
     B = trace.pred.shape[1]
     x = x.expand(B, -1) if x.dim() == 1 else x
-    return np.array([task.is_correct(x, p).float().mean().item() for p in trace.pred])
+    return np.stack([task.is_correct(x, p).numpy() for p in trace.pred])
+
+
+def accuracy_by_step(task, x: torch.Tensor, trace: Trace) -> np.ndarray:
+    """(R,) share of trajectories whose decoded answer is valid at each record point: accuracy against depth."""
+    return valid_by_step(task, x, trace).mean(1)
 
 
 def compare_models(a, b, task, split, n: int = 20, n_sup: int = 16, seed: int = 0, ns: list[int] | None = None) -> dict:

@@ -3,8 +3,6 @@ against depth. Unconditional tasks (MNIST digits, unconditional Sudoku) start fr
 conditional tasks show N completions of one puzzle taking shape."""
 from __future__ import annotations
 
-
-import numpy as np
 import streamlit as st
 
 from app import compute, state, stepfig, ui, views
@@ -58,8 +56,7 @@ if tr is None:
     st.stop()
 R = len(tr.sup)
 names = [str(int(s)) for s in tr.sup]
-xs = x[None].expand(n, -1)
-ok = np.stack([task.is_correct(xs, tr.pred[k]).numpy() for k in range(R)])
+ok = analysis.valid_by_step(task, x, tr)  # (R, n)
 ans = analysis.canonical(tr, task)  # answers, not their spellings: what distinct samples count
 series = {"valid samples": ok.mean(1), "mean confidence": tr.probs.float().max(-1).values.mean((1, 2)).numpy(),
           "distinct samples (share)": analysis.distinct_per_step(ans) / n}

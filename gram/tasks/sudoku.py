@@ -333,15 +333,6 @@ class SudokuUncond(Sudoku):
         return {"task": self.name, "source": "random complete grids", "train_grids": self.n_train,
                 "augmentations": self.n_aug, "test_grids": self.n_test, "train_clues": self.train_clues, "seed": seed}
 
-    def _clues(self, grids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Training inputs: half blank, half showing k ~ U{1..train_clues} random cells of their grid. A
-        curriculum: completing partial grids teaches the core to propagate the digits that the noise commits,
-        which a blank input alone gives no handle on."""
-        k = torch.randint(1, self.train_clues + 1, (len(grids),), generator=gen)
-        k[torch.rand(len(grids), generator=gen) < 0.5] = 0
-        rank = torch.rand(grids.shape, generator=gen).argsort(1).argsort(1)  # a random order of the cells
-        return torch.where(rank < k[:, None], grids, BLANK)
-
     @lru_cache(maxsize=4)
     def _all(self, seed: int) -> tuple[Split, Split]:
         rng = random.Random(seed)
