@@ -35,7 +35,7 @@ def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: b
 class Spec(go.Figure):
     """A figure made of plain dicts (board views here, the stepping figures of app.stepfig; tests check them
     against Plotly's schema). st.plotly_chart validates a dict by building a Figure from it, which for a gallery
-    of 24 boards or a view of 48 frames costs more than the rollout (0.5-1 s); a Figure it passes on as its
+    of 24 boards or a view of 48 frames costs more than the rollout (docs/recipe.md); a Figure it passes on as its
     to_dict()."""
 
     def __init__(self, spec: dict):

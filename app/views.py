@@ -219,7 +219,7 @@ def trace(path: str, x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperat
 
 def pca(path: str, x: torch.Tensor, tr: Trace, *, k: int, **trace_kwargs) -> analysis.Projection:
     """gram.analysis.pca (k axes) of tr, the trace `trace(path, x, **trace_kwargs)` returns, cached on disk beside
-    it: a fit costs up to 2 s on a wide, deep view."""
+    it: a wide, deep view's fit would hold up its first open (docs/recipe.md)."""
     def compute():
         p = analysis.pca(tr.h, k=k)
         return {"coords": torch.from_numpy(p.coords), "explained": torch.from_numpy(p.explained), "mean": p.mean,

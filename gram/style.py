@@ -24,7 +24,7 @@ def apply(fig, title: str | None = None, height: int = 360, width: int | None = 
     """The house look on a Plotly figure: template, type, title; `layout` adds or overrides layout fields."""
     import plotly.io as pio
 
-    # named per figure, a template is validated and copied each time (15 ms); as the default (the app sets it
+    # named per figure, a template is validated and copied each time; as the default (the app sets it
     # once) Plotly applies it without
     tpl = {} if pio.templates.default == TEMPLATE else {"template": TEMPLATE}
     fig.update_layout(**tpl, height=height, width=width, font=dict(family=FONT, size=14, color=INK),

@@ -11,7 +11,7 @@ from gram.tasks import get_task
 
 sel = state.selection()
 task = get_task(sel["task"])
-# boards a gallery shows: a Sudoku board draws 81 digits, and 12 of them take the browser as long as 24 small boards
+# boards a gallery shows: a Sudoku board draws 81 digits, so fewer of them keep the gallery as quick to draw
 GALLERY = 12 if task.board == "sudoku" else 24
 ui.header("Coverage of the answer space",
           "A multi-solution puzzle has several valid completions. Sample N trajectories and count the distinct valid "
