@@ -191,10 +191,13 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
         n, n_pairs = task.n, task.n_pairs
         angle = 2 * np.pi * np.arange(n) / n - np.pi / 2  # a fixed circle: the same place for a node at every step
         px, py = np.cos(angle), np.sin(angle)
-        edges = task.edges(__import__("torch").as_tensor(np.asarray(given))) if given is not None else []
+        import torch
+
+        gx = None if given is None else torch.as_tensor(np.asarray(given))
+        edges = task.edges(gx) if gx is not None else []
+        clash = [] if gx is None else [tuple(e) for e in task.clash_edges(gx, torch.as_tensor(pred)).T.tolist()]
         slot = pred[n_pairs:]
         colour = [int(t) - 4 if 4 <= int(t) < 4 + len(NODE_COLOURS) else -1 for t in slot]
-        clash = [(i, j) for i, j in edges if colour[i] < 0 or colour[i] == colour[j]]
 
         def lines(pairs, color, width):
             xs, ys = [], []
@@ -207,7 +210,8 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
         conf = np.asarray(probs, dtype=np.float32)[n_pairs:].max(-1) if probs is not None else np.ones(n)
         return [lines(edges, "#cbd5e1", 2), lines(clash, CLASH, 4),
                 {"type": "scatter", "mode": "markers+text", "x": _r(px), "y": _r(py), "text": [str(k) for k in range(n)],
-                 "textfont": {"color": "white", "size": 12}, "customdata": _r(conf, 2), "showlegend": False,
+                 "textfont": {"color": ["white" if c >= 0 else INK for c in colour], "size": 12},
+                 "customdata": _r(conf, 2), "showlegend": False,
                  "marker": {"size": 26, "color": [NODE_COLOURS[c] if c >= 0 else "#e5e7eb" for c in colour],
                             "opacity": [float(0.35 + 0.65 * c) for c in conf],
                             "line": {"width": [3 if bad[n_pairs + k] else 1 for k in range(n)],

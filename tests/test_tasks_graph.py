@@ -184,3 +184,16 @@ def test_width_curves_vote_on_answers_not_colour_names(task):
     valid = torch.tensor([[True, True, True]])
     c = curves(SampleSet(samples, valid, torch.zeros(1, 3), s.n_targets()[i:i + 1]), [3])
     assert c["distinct"] == [2.0]
+
+
+def test_clashes_mark_conflicting_edges_not_an_uncoloured_input(task):
+    """What the app draws red: nothing on an input (no colours yet); both ends of an edge whose nodes share a
+    colour in an answer."""
+    sp = task.split("test", 0)
+    x, y = sp.inputs[0], sp.targets[0]
+    assert not task.clashes(x, x).any() and not task.clashes(x, y).any()  # the input; a valid colouring
+    i, j = task.edges(x)[0]
+    bad = y.clone()
+    bad[task.n_pairs + j] = bad[task.n_pairs + i]
+    hit = task.clashes(x, bad).nonzero().flatten().tolist()
+    assert task.n_pairs + i in hit and task.n_pairs + j in hit

@@ -120,14 +120,21 @@ class GraphColoring(Task):
         """The graph of input x (S,) as node pairs."""
         return [(i, j) for (i, j), t in zip(self.pairs.T.tolist(), x[: self.n_pairs].tolist()) if t == EDGE]
 
-    def clashes(self, x, pred):
-        """The colour slots of nodes on an edge whose ends share a colour (or lack one)."""
+    def clash_edges(self, x, pred) -> torch.Tensor:
+        """(2, k) the edges of input x whose ends share a colour, or lack one, in pred; none on an uncoloured
+        graph (an input, as drawn or edited), which breaks no rule yet."""
         slot = pred[self.n_pairs:]
         colour = torch.where((slot >= COLOUR0) & (slot < self.vocab), slot, -1)
-        ends = self.pairs[:, x[: self.n_pairs] == EDGE]  # (2, edges)
+        ends = self.pairs[:, x[: self.n_pairs] == EDGE]
+        if (colour < 0).all():
+            return ends[:, :0]
         ci, cj = colour[ends[0]], colour[ends[1]]
+        return ends[:, (ci == cj) | (ci < 0) | (cj < 0)]
+
+    def clashes(self, x, pred):
+        """The colour slots of the nodes on a clashing edge (clash_edges)."""
         hit = torch.zeros(len(pred), dtype=torch.bool)
-        hit[self.n_pairs + ends[:, (ci == cj) | (ci < 0) | (cj < 0)].flatten()] = True
+        hit[self.n_pairs + self.clash_edges(x, pred).flatten()] = True
         return hit
 
     def edit(self, x, target, value=None):
