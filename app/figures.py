@@ -129,9 +129,15 @@ def _r(a, nd: int = 3):
 def _clashes(task, pred, given) -> np.ndarray:
     import torch
 
-    if given is None or not hasattr(task, "clashes"):
+    if given is None or not hasattr(task, "clashes") or _uncoloured_input(task, pred, given):
         return np.zeros(len(pred), bool)
     return task.clashes(torch.as_tensor(np.asarray(given)), torch.as_tensor(np.asarray(pred))).numpy()
+
+
+def _uncoloured_input(task, pred, given) -> bool:
+    """A graph drawn as its own input (the Tour's puzzle, the editor): it has no colours yet, so nothing clashes.
+    Other tasks' inputs can break a rule (two given queens on a line) and are drawn so."""
+    return _kind(task) == "graph" and np.array_equal(np.asarray(pred), np.asarray(given))
 
 
 def _attacks(queens: list[int], cols: int) -> tuple[list, list]:
@@ -195,7 +201,8 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
 
         gx = None if given is None else torch.as_tensor(np.asarray(given))
         edges = task.edges(gx) if gx is not None else []
-        clash = [] if gx is None else [tuple(e) for e in task.clash_edges(gx, torch.as_tensor(pred)).T.tolist()]
+        clash = [] if gx is None or _uncoloured_input(task, pred, given) else \
+            [tuple(e) for e in task.clash_edges(gx, torch.as_tensor(pred)).T.tolist()]
         slot = pred[n_pairs:]
         colour = [int(t) - 4 if 4 <= int(t) < 4 + len(NODE_COLOURS) else -1 for t in slot]
 
@@ -277,7 +284,9 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
     data, notes = [], []
     for i, b in enumerate(boards):
         r, c = divmod(i, ncols)
-        xdom, ydom = [c * (w + hs), c * (w + hs) + w], [1 - r * (h + vs) - h, 1 - r * (h + vs)]
+        # rounded: float error leaves the bottom row's domain at -5e-17, which Plotly's schema refuses
+        xdom = [round(c * (w + hs), 6), min(1.0, round(c * (w + hs) + w, 6))]
+        ydom = [max(0.0, round(1 - r * (h + vs) - h, 6)), round(1 - r * (h + vs), 6)]
         xa, ya = board_axes(lay, i + 1, xdom, ydom, board_ranges(task, len(b)))
         data += board_traces(task, b, None if probs is None else probs[i], given, xa, ya)
         if titles:

@@ -53,6 +53,7 @@ BATCH_CHUNK = 512  # rows a batch rolls out at once: its working memory fits VIE
 # in a batch view's key: a file written by an older way of computing the view is recomputed, not read. 2: drawn
 # by gram.evaluate.draw, validity judged on the canonical answers (as `gram eval` judges them)
 BATCH_VERSION = 2
+PCA_VERSION = 1  # in a PCA's key, as BATCH_VERSION: a fit made another way (gram.analysis.pca) is refitted
 _WATCH = threading.local()  # per server thread (one per session's script run): when to abandon its rollouts
 
 
@@ -165,6 +166,11 @@ def trace_args(x: torch.Tensor, *, n: int, seed: int, n_sup: int, temperature: f
             "temperature": float(temperature), "record": record, "latents": latents, "halt": bool(halt)}
 
 
+def pca_args(x: torch.Tensor, k: int, **trace_kwargs) -> dict:
+    """The arguments of a view's PCA, as its cache key holds them: its trace's, k, and how the fit is made."""
+    return {**trace_args(x, **trace_kwargs), "k": int(k), "version": PCA_VERSION}
+
+
 def batch_args(*, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """The arguments of a batch view, as its cache key holds them."""
     return {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup), "version": BATCH_VERSION}
@@ -225,7 +231,7 @@ def pca(path: str, x: torch.Tensor, tr: Trace, *, k: int, **trace_kwargs) -> ana
         return {"coords": torch.from_numpy(p.coords), "explained": torch.from_numpy(p.explained), "mean": p.mean,
                 "axes": p.axes}
 
-    t, _ = _cached("pca", path, {**trace_args(x, **trace_kwargs), "k": int(k)}, compute)
+    t, _ = _cached("pca", path, pca_args(x, k, **trace_kwargs), compute)
     return analysis.Projection(t["coords"].numpy(), t["explained"].numpy(), t["mean"], t["axes"])
 
 
@@ -309,16 +315,17 @@ def warm(paths: list[str], log=print, stop: threading.Event | None = None) -> in
                     return made
                 t0 = time.perf_counter()
                 if page == "selection":
-                    made += not on_disk("batch", path, batch_args(**args))
+                    found = on_disk("batch", path, batch_args(**args))
                     batch(path, **args)
                 else:
                     kw = {k: v for k, v in args.items() if k != "x"}
                     k = PAGE[page].get("pca")
-                    made += not (on_disk("trace", path, trace_args(**args))
-                                 and (k is None or on_disk("pca", path, {**trace_args(**args), "k": k})))
+                    found = on_disk("trace", path, trace_args(**args)) and (
+                        k is None or on_disk("pca", path, pca_args(args["x"], k, **kw)))
                     tr = trace(path, **args)
                     if k is not None:
                         pca(path, args["x"], tr, k=k, **kw)
+                made += not found  # counted once made: a view refused or failed raises past this
                 log(f"{Path(path).name} {page}: {time.perf_counter() - t0:.2f}s")
         except Exception as e:  # a broken checkpoint must not stop the others
             log(f"{Path(path).name}: skipped ({type(e).__name__}: {e})")

@@ -105,6 +105,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--floor-repeats", type=int, default=3,
                     help="times the floor and the app's cold start are measured (the medians are reported)")
     args = ap.parse_args(argv)
+    args.floor_repeats = max(1, args.floor_repeats)
     from playwright.sync_api import sync_playwright
 
     cks = [c for c in args.checkpoints.split(",") if (ROOT / "checkpoints" / c / "model.safetensors").is_file()]
@@ -170,10 +171,11 @@ def main(argv=None) -> dict:
         step = f"{r['step_ms']:.0f} ms" if "step_ms" in r else ""
         print(f"| {r['page']} | `{r['checkpoint']}` | {r['first_s']:.2f} s (+{r['first_s'] - fo:.2f}) | "
               f"{r['reopen_s']:.2f} s (+{r['reopen_s'] - fr:.2f}) | {step} |" + (f" error: {r['error']}" if "error" in r else ""))
-    steps = [r["step_ms"] for r in rows if "step_ms" in r]
+    ok = [r for r in rows if "error" not in r]  # a view that showed an error meets no goal
+    steps = [r["step_ms"] for r in ok if "step_ms" in r]
     out["goals"] = {"cold start within 2 s over the floor": out["app_cold_s"] - fc <= 2.0,
-                    "first opens within 1.5 s over the floor": f"{sum(r['first_s'] - fo <= 1.5 for r in rows)}/{len(rows)}",
-                    "reopens within 0.5 s over the floor": f"{sum(r['reopen_s'] - fr <= 0.5 for r in rows)}/{len(rows)}",
+                    "first opens within 1.5 s over the floor": f"{sum(r['first_s'] - fo <= 1.5 for r in ok)}/{len(rows)}",
+                    "reopens within 0.5 s over the floor": f"{sum(r['reopen_s'] - fr <= 0.5 for r in ok)}/{len(rows)}",
                     "steps within 100 ms": f"{sum(m <= 100 for m in steps)}/{len(steps)}"}
     print("\n" + "; ".join(f"{k}: {v}" for k, v in out["goals"].items()))
     print(json.dumps(out), flush=True)

@@ -648,3 +648,19 @@ def test_an_unconditional_task_has_one_input_the_blank_one(monkeypatch, tmp_path
     assert "rec_src" not in keys_of(at, "button_group")  # no puzzle to pick or type
     assert any("Input: **blank**" in m.value for m in at.markdown)
     assert guide_curves(testkit.figures(at)["rec_view"])  # the digit's guidance, per step
+
+
+@pytest.mark.parametrize("name", ["nqueens7", "sudoku", "graph_coloring8", "mnist"])
+def test_board_galleries_are_valid_plotly_specs(name):
+    """figures.Spec skips Plotly's validation in the app: every gallery shape must pass it here."""
+    import plotly.graph_objects as go
+
+    from app import figures
+    from gram.tasks import get_task
+
+    task = get_task(name)
+    x = task.empty_input().numpy() if task.unconditional else task.split("test", 0).inputs[0].numpy()
+    for n in (1, 5, 6, 7, 13, 24):
+        for ncols in (4, 6):
+            go.Figure(figures.board_grid(task, [x] * n, [f"#{k}" for k in range(n)], given=x, ncols=ncols).spec)
+    go.Figure(figures.board_editor(task, x).spec)

@@ -175,7 +175,7 @@ def test_the_warmer_makes_every_default_view_and_its_pca(tiny_copy, fresh_cache,
     for page, args in views.default_views(str(tiny_copy)):
         if "pca" in views.PAGE[page]:
             kw = {k: v for k, v in args.items() if k != "x"}
-            assert views.on_disk("pca", str(tiny_copy), {**views.trace_args(args["x"], **kw), "k": views.PAGE[page]["pca"]})
+            assert views.on_disk("pca", str(tiny_copy), views.pca_args(args["x"], views.PAGE[page]["pca"], **kw))
             tr = views.trace(str(tiny_copy), **args)
             with monkeypatch.context() as m:
                 m.setattr(views.analysis, "pca", lambda *a, **k: pytest.fail("fitted again"))

@@ -186,14 +186,21 @@ def test_width_curves_vote_on_answers_not_colour_names(task):
     assert c["distinct"] == [2.0]
 
 
-def test_clashes_mark_conflicting_edges_not_an_uncoloured_input(task):
-    """What the app draws red: nothing on an input (no colours yet); both ends of an edge whose nodes share a
-    colour in an answer."""
+def test_clashes_mark_conflicting_edges_and_the_input_is_drawn_without(task):
+    """What the app draws red: both ends of an edge whose nodes share a colour (or lack one) in an answer, and
+    nothing on the input graph drawn as itself (no colours yet)."""
+    from app import figures
+
     sp = task.split("test", 0)
     x, y = sp.inputs[0], sp.targets[0]
-    assert not task.clashes(x, x).any() and not task.clashes(x, y).any()  # the input; a valid colouring
+    assert not task.clashes(x, y).any()  # a valid colouring
     i, j = task.edges(x)[0]
     bad = y.clone()
     bad[task.n_pairs + j] = bad[task.n_pairs + i]
+    assert (i, j) in [tuple(e) for e in task.clash_edges(x, bad).T.tolist()]
     hit = task.clashes(x, bad).nonzero().flatten().tolist()
     assert task.n_pairs + i in hit and task.n_pairs + j in hit
+    blank = x.clone()  # a prediction with no colour at all is wrong everywhere, and drawn so
+    assert task.clashes(x, blank).sum() == len(set(sum(task.edges(x), ())))
+    red = lambda pred: figures.board_traces(task, pred.numpy(), None, x.numpy())[1]["x"]  # the clash segments
+    assert red(x) == [] and red(bad) != []

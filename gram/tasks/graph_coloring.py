@@ -121,13 +121,10 @@ class GraphColoring(Task):
         return [(i, j) for (i, j), t in zip(self.pairs.T.tolist(), x[: self.n_pairs].tolist()) if t == EDGE]
 
     def clash_edges(self, x, pred) -> torch.Tensor:
-        """(2, k) the edges of input x whose ends share a colour, or lack one, in pred; none on an uncoloured
-        graph (an input, as drawn or edited), which breaks no rule yet."""
-        slot = pred[self.n_pairs:]
+        """(2, k) the edges of input x whose ends share a colour, or lack one, in pred."""
+        slot = pred[self.n_pairs:].long()
         colour = torch.where((slot >= COLOUR0) & (slot < self.vocab), slot, -1)
         ends = self.pairs[:, x[: self.n_pairs] == EDGE]
-        if (colour < 0).all():
-            return ends[:, :0]
         ci, cj = colour[ends[0]], colour[ends[1]]
         return ends[:, (ci == cj) | (ci < 0) | (cj < 0)]
 
