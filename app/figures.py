@@ -24,12 +24,17 @@ pio.templates.default = house.TEMPLATE
 TEMPLATE = pio.templates[house.TEMPLATE].to_plotly_json()  # the same for Spec figures
 
 
-def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
-    """gram.style.apply, compact for a page: thin margins, the legend in a row above the plot."""
+def _compact(title: str | None, legend: bool) -> dict:
+    """A page's figure: thin margins, a clear background, the legend in a row above the plot."""
     top = (40 if title else 10) + (30 if legend else 0)  # the title, then the legend row, then the plot
-    return house.apply(fig, title, height, margin=dict(l=10, r=10, t=top, b=10), showlegend=legend,
-                       legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
-                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    return {"margin": {"l": 10, "r": 10, "t": top, "b": 10}, "showlegend": legend,
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+            **({"legend": {"orientation": "h", "yanchor": "bottom", "y": 1.01, "x": 0, "xanchor": "left"}}
+               if legend else {})}
+
+
+def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
+    return house.apply(fig, title, height, **_compact(title, legend))
 
 
 class Spec(go.Figure):
@@ -52,12 +57,7 @@ class Spec(go.Figure):
 
 def layout(title: str | None = None, height: int = 360) -> dict:
     """style()'s layout as a dict, for Spec figures (no legend)."""
-    return {"template": TEMPLATE, "height": height,
-            "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, "showlegend": False,
-            "font": {"family": FONT, "size": 14, "color": INK}, "paper_bgcolor": "rgba(0,0,0,0)",
-            "plot_bgcolor": "rgba(0,0,0,0)",
-            **({"title": {"text": title, "x": 0.01, "y": 1 - 12 / height, "yref": "container", "yanchor": "top",
-                          "font": {"size": 17}}} if title else {})}
+    return {"template": TEMPLATE, **house.layout(title, height, **_compact(title, False))}
 
 
 def board_axes(lay: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:

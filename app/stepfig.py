@@ -311,8 +311,8 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
         return out
 
     def annotations(i: int) -> list[dict]:
-        return [{**panel_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1]),
-                 "font": {"size": 11, "color": MUTED}} for j in range(N)]
+        return [panel_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1], size=11, color=MUTED)
+                for j in range(N)]
 
     first = dynamic(active)
     layout["showlegend"] = True

@@ -10,8 +10,8 @@ MAIN = str(Path(__file__).resolve().parent / "main.py")
 
 def make_checkpoint(directory: str | Path, task: str = "nqueens7", mode: str = "gram", extra: list[str] | None = None) -> Path:
     """A tiny trained checkpoint (a few optimiser steps): enough for every page to have something to draw."""
-    from gram.train import Trainer
     from gram.recipes import default_config
+    from gram.train import Trainer
 
     cfg = default_config(task).override(TINY + [f"mode={mode}"] + (extra or []))
     tr = Trainer(cfg)

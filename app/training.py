@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gram.config import Config
-from gram.train import Trainer
 from gram.recipes import default_config
+from gram.train import Trainer
 
 _JOBS: dict[str, "Job"] = {}
 _LOCK = threading.Lock()

@@ -157,8 +157,8 @@ def model_for_bench(checkpoint: str | None):
         model, cfg, _ = load_checkpoint(path)
         return model, cfg, str(path)
     from .model import GRAM
-    from .train import bind_task
     from .recipes import default_config
+    from .train import bind_task
     cfg = bind_task(default_config("nqueens8"), get_task("nqueens8"))
     torch.manual_seed(0)
     return GRAM(cfg.model).eval(), cfg, "untrained nqueens8 default"

@@ -16,8 +16,8 @@ DEMO_TASK = "nqueens7"
 
 def learn(task: str, mode: str, minutes: float, seed: int = 0, overrides: list[str] | None = None,
           evals: int = 10, coverage_inputs: int = 64, out=None, log=print) -> dict:
-    from .train import Trainer
     from .recipes import default_config
+    from .train import Trainer
     cfg = default_config(task)
     cfg.model.mode = mode
     cfg.train.seed = seed

@@ -315,8 +315,7 @@ def sample(model: GRAM, x: torch.Tensor, n: int, *, seed: int = 0, n_sup: int = 
            puzzle: torch.Tensor | None = None, dtype: str = "auto", chunk: int = 4096,
            temperature: float = 1.0, on_step: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """N answers per input, width folded into the batch (fold). x (P, S) -> samples (P, N, S), values (P, N).
-    temperature scales the
-    prior's noise (below 1: samples nearer the prior's mean, fewer errors, less spread)."""
+    temperature scales the prior's noise (below 1: samples nearer the prior's mean, fewer errors, less spread)."""
     P, S = x.shape
     outs, vals = [], []
     for rows, seeds, pz in fold(x, n, seed=seed, chunk=chunk, puzzle=puzzle):

@@ -20,14 +20,20 @@ def color(i: int) -> str:
     return QUALITATIVE[i % len(QUALITATIVE)]
 
 
-def apply(fig, title: str | None = None, height: int = 360, width: int | None = None, **layout):
-    """The house look on a Plotly figure: template, type, title; `layout` adds or overrides layout fields."""
+def layout(title: str | None = None, height: int = 360, **fields) -> dict:
+    """The house look as plain layout fields (type, title, height), without the template; `fields` add to them
+    or override them."""
+    return {"height": height, "font": {"family": FONT, "size": 14, "color": INK},
+            **({"title": {"text": title, "x": 0.01, "y": 1 - 12 / height, "yref": "container", "yanchor": "top",
+                          "font": {"size": 17}}} if title else {}), **fields}
+
+
+def apply(fig, title: str | None = None, height: int = 360, **fields):
+    """layout() on a Plotly figure, with the template."""
     import plotly.io as pio
 
     # named per figure, a template is validated and copied each time; as the default (the app sets it
     # once) Plotly applies it without
     tpl = {} if pio.templates.default == TEMPLATE else {"template": TEMPLATE}
-    fig.update_layout(**tpl, height=height, width=width, font=dict(family=FONT, size=14, color=INK),
-                      title=dict(text=title, x=0.01, y=1 - 12 / height, yref="container", yanchor="top",
-                                 font=dict(size=17)) if title else None, **layout)
+    fig.update_layout(**tpl, **layout(title, height, **fields))
     return fig

@@ -273,8 +273,8 @@ def test_a_memory_bomb_under_a_memory_limit_is_refused(tiny_checkpoint):
 
 def test_budget_estimates_bound_measured_memory_and_scale_with_the_sizes():
     from gram import budget
-    from gram.train import bind_task
     from gram.recipes import default_config
+    from gram.train import bind_task
     from gram.tasks import get_task
 
     m = bind_task(default_config("nqueens8"), get_task("nqueens8")).model

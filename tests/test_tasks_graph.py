@@ -159,8 +159,8 @@ def test_metrics(task):
 
 
 def test_tiny_training_run():
-    from gram.train import Trainer
     from gram.recipes import default_config
+    from gram.train import Trainer
 
     cfg = default_config("graph_coloring8").override(["D=32", "n_layers=1", "batch=8", "n_sup=2", "eval_samples=8"])
     tr = Trainer(cfg)

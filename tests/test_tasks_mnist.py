@@ -118,8 +118,8 @@ def test_classifier_and_reference(task):
 
 
 def test_tiny_training_run():
-    from gram.train import Trainer
     from gram.recipes import default_config
+    from gram.train import Trainer
 
     cfg = default_config("mnist").override(["D=32", "n_layers=1", "batch=8", "n_sup=2", "eval_samples=8"])
     tr = Trainer(cfg)

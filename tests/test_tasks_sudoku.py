@@ -193,8 +193,8 @@ def test_uncond():
 
 @pytest.mark.parametrize("name", ["sudoku", "sudoku_uncond"])
 def test_tiny_training_run(name):
-    from gram.train import Trainer
     from gram.recipes import default_config
+    from gram.train import Trainer
 
     cfg = default_config(name).override(["D=32", "n_layers=1", "batch=8", "n_sup=2", "eval_samples=8"])
     assert cfg.model.mixer == "mlp"

@@ -26,8 +26,8 @@ def cmd_train(args) -> None:
     from tqdm import tqdm
 
     from ..checkpoint import RunLock, recover
-    from ..train import Trainer
     from ..recipes import default_config
+    from ..train import Trainer
 
     if not args.resume and not args.task and not args.config:
         args.task = DEFAULT_TASK
