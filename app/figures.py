@@ -183,7 +183,7 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
         lx, ly = _attacks(q, cols)
         return [{"type": "heatmap", "z": _r(z + checker * (z < 0.05)), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
                  "showscale": False, "customdata": _r(z, 2), "xgap": 1.5, "ygap": 1.5,
-                 "hovertemplate": "row %{y}, col %{x}<br>P(queen) = %{customdata:.2f}<extra></extra>", **ax},
+                 "hovertemplate": "P(queen) = %{customdata:.2f}<extra></extra>", **ax},
                 glyphs(q),  # the queens second: the browser test reads them there
                 {"type": "scatter", "mode": "lines", "x": lx, "y": ly, "line": {"color": CLASH, "width": 3},
                  "opacity": 0.45, "hoverinfo": "skip", "showlegend": False, **ax}]
@@ -272,26 +272,74 @@ def board_editor(task, x, pending: int | None = None, height: int = 380) -> Spec
     return fig
 
 
+def place(traces: list[dict], ranges: tuple[list, list], at: tuple[float, float], scale: float = 1.0) -> list[dict]:
+    """A board's traces, drawn in its own coordinates (its axis `ranges`, y downwards), moved onto a shared axis
+    pair: scaled by `scale`, its top-left corner at `at`. Many boards on one axis pair draw several times faster
+    than a subplot each (docs/recipe.md)."""
+    (x0, _), (_, y0) = ranges
+    fx = lambda v: None if v is None else round(at[0] + (v - x0) * scale, 4)
+    fy = lambda v: None if v is None else round(at[1] + (v - y0) * scale, 4)
+    out = []
+    for t in traces:
+        t = dict(t)
+        if t["type"] == "heatmap":  # cell k's centre at x0 + k dx
+            t.update(x0=fx(t.get("x0", 0)), y0=fy(t.get("y0", 0)), dx=t.get("dx", 1) * scale, dy=t.get("dy", 1) * scale)
+        else:
+            t.update(x=[fx(v) for v in t["x"]], y=[fy(v) for v in t["y"]])
+        out.append(t)
+    return out
+
+
+class Mosaic:
+    """Slots of one size on one axis pair, in rows of `ncols`, with room for a title above each: the layout of a
+    gallery (and of the stepping figures' rows of boards). `box(k)` is slot k's top-left corner, `title(k, text)`
+    its title as an annotation in data coordinates."""
+
+    def __init__(self, lay: dict, k: int, n: int, ncols: int, size: tuple[float, float], xdom, ydom,
+                 titled: bool = True, gap: float = 0.12):
+        self.ncols = max(1, min(ncols, n))
+        nrows = math.ceil(max(1, n) / self.ncols)
+        self.w, self.h = size
+        self.gx, self.gy = gap * self.w, (0.3 if titled else gap) * self.h
+        top = self.gy if titled else 0.0
+        self.top = top
+        xs = "" if k == 1 else str(k)
+        self.xa, self.ya = f"x{xs}", f"y{xs}"
+        lay[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": self.ya, "visible": False, "constrain": "domain",
+                             "range": [-self.gx / 2, self.ncols * (self.w + self.gx) - self.gx / 2]}
+        lay[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": self.xa, "visible": False, "constrain": "domain",
+                             "constraintoward": "top", "scaleanchor": self.xa, "range": [top + nrows * (self.h + self.gy) - self.gy / 2, 0]}
+
+    def box(self, k: int) -> tuple[float, float]:
+        r, c = divmod(k, self.ncols)
+        return c * (self.w + self.gx), self.top + r * (self.h + self.gy)
+
+    def title(self, k: int, text: str, size: int = 12, color: str = MUTED) -> dict:
+        x, y = self.box(k)
+        return {"text": text, "x": x + self.w / 2, "y": y, "xref": self.xa, "yref": self.ya, "xanchor": "center",
+                "yanchor": "bottom", "showarrow": False, "font": {"size": size, "color": color}}
+
+
+def board_size(task, S: int) -> tuple[float, float]:
+    """A board's width and height in its own coordinates."""
+    (x0, x1), (y1, y0) = board_ranges(task, S)
+    return x1 - x0, y1 - y0
+
+
 def board_grid(task, boards: list, titles: list[str] | None = None, given=None, probs: list | None = None,
                ncols: int = 6, height_per_row: int = 150, title=None) -> Spec:
-    """Small multiples: many boards (e.g. a gallery of solutions, or one sample per cell of a grid)."""
+    """Small multiples: many boards (e.g. a gallery of solutions, or one sample per cell of a grid), on one axis
+    pair."""
     n = max(1, len(boards))
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    hs, vs = 0.02, 0.08 if titles else 0.02  # the gaps between panels, as shares of the plot
-    w, h = (1 - (ncols - 1) * hs) / ncols, (1 - (nrows - 1) * vs) / nrows
+    nrows = math.ceil(n / min(ncols, n))
     lay = layout(title, max(180, nrows * height_per_row + (50 if title else 10)))
-    data, notes = [], []
+    S = len(boards[0]) if len(boards) else task.seq_len
+    grid = Mosaic(lay, 1, n, ncols, board_size(task, S), [0, 1], [0, 1], titled=bool(titles))
+    data = []
     for i, b in enumerate(boards):
-        r, c = divmod(i, ncols)
-        # rounded: float error leaves the bottom row's domain at -5e-17, which Plotly's schema refuses
-        xdom = [round(c * (w + hs), 6), min(1.0, round(c * (w + hs) + w, 6))]
-        ydom = [max(0.0, round(1 - r * (h + vs) - h, 6)), round(1 - r * (h + vs), 6)]
-        xa, ya = board_axes(lay, i + 1, xdom, ydom, board_ranges(task, len(b)))
-        data += board_traces(task, b, None if probs is None else probs[i], given, xa, ya)
-        if titles:
-            notes.append(panel_title(titles[i], xdom, ydom[1], size=12, color=MUTED))
-    lay["annotations"] = notes
+        data += place(board_traces(task, b, None if probs is None else probs[i], given), board_ranges(task, len(b)),
+                      grid.box(i))
+    lay["annotations"] = [grid.title(i, t) for i, t in enumerate(titles or [])]
     return Spec({"data": data, "layout": lay})
 
 

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from app import figures
-from app.figures import FONT, INK, MUTED, _r, board_axes, board_ranges, board_traces, grid_shape, panel_title
+from app.figures import (FONT, INK, MUTED, Mosaic, _r, board_axes, board_ranges, board_size, board_traces, grid_shape,
+                         panel_title, place)
 
 # Plotly.js knows only a few colour scales by name (the Python names are expanded by validation, which these
 # dict figures skip): every scale here is explicit
@@ -42,7 +43,7 @@ def cell_map(values, shape: tuple[int, int], xa: str, ya: str, scale, zrange: tu
     return {"type": "heatmap", "z": _r(np.asarray(values, dtype=np.float32).reshape(shape)), "zmin": zrange[0],
             "zmax": zrange[1],
             "colorscale": scale, "showscale": False, "xgap": 1, "ygap": 1, "xaxis": xa, "yaxis": ya,
-            "hovertemplate": f"position %{{y}},%{{x}}: {what} %{{z:.3f}}<extra></extra>"}
+            "hovertemplate": f"{what} %{{z:.3f}}<extra></extra>"}
 
 
 def position_shape(task, L: int) -> tuple[int, int]:
@@ -114,9 +115,12 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     prow, pcol = position_shape(task, L)
     layout = _base_layout(700)
     top, mid = (0.50, 1.0), (0.0, 0.40)
-    panels = [(0.0, 0.235), (0.255, 0.49), (0.51, 0.745), (0.765, 1.0)]
-    axes = [board_axes(layout, k + 1, panels[k], top, board_ranges(task, S) if k < 2 else _grid_ranges(prow, pcol))
-            for k in range(4)]
+    # the two boards and the two per-position maps, in slots of the board's size on one axis pair
+    E = max(board_size(task, S))
+    row = Mosaic(layout, 1, 4, 4, (E, E), (0.0, 1.0), top, gap=0.25)  # room for the panels' titles
+    b_ranges, m_ranges = board_ranges(task, S), _grid_ranges(prow, pcol)
+    on_board = lambda traces, k: place(traces, b_ranges, row.box(k), E / max(board_size(task, S)))
+    on_map = lambda trace, k: place([trace], m_ranges, row.box(k), E / max(prow, pcol))
     latent, guide_dom, heads = (0.0, 0.26), (0.34, 0.62), (0.73, 1.0)  # room for the KL axis on the right
     ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
     layout["xaxis5"] = _axis(latent, "y5", title={"text": "latent dimension (the most varying)"},
@@ -143,12 +147,12 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     h_max = float(np.percentile(np.abs(rec["h"]), 99)) or 1.0
 
     def dynamic(i: int) -> list[dict]:
-        out = board_traces(task, rec["pred"][i], rec["probs"][i], x, *axes[0])
-        out += (board_traces(task, rec["p_pred"][i], rec["p_probs"][i], x, *axes[1]) if partner
-                else board_traces(task, x, None, x, *axes[1]))
-        out.append(cell_map(rec["dh"][i], (prow, pcol), *axes[2], ORANGES, dh_range, "|Δh|"))
-        out.append(cell_map(sigma[i] if sigma is not None else np.zeros(L), (prow, pcol), *axes[3], PURPLES,
-                            s_range, "σ_p"))
+        out = on_board(board_traces(task, rec["pred"][i], rec["probs"][i], x), 0)
+        out += on_board(board_traces(task, rec["p_pred"][i], rec["p_probs"][i], x) if partner
+                        else board_traces(task, x, None, x), 1)
+        out += on_map(cell_map(rec["dh"][i], (prow, pcol), "x", "y", ORANGES, dh_range, "|Δh|"), 2)
+        out += on_map(cell_map(sigma[i] if sigma is not None else np.zeros(L), (prow, pcol), "x", "y", PURPLES,
+                               s_range, "σ_p"), 3)
         out.append({"type": "heatmap", "z": _r(rec["h"][i], 2), "zmin": -h_max, "zmax": h_max,
                     "colorscale": LATENT, "showscale": False, "xaxis": "x5", "yaxis": "y5",
                     "hovertemplate": "position %{y}, dim %{x}: %{z:.2f}<extra></extra>"})
@@ -192,8 +196,8 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
                           for name, colour, v, _ in curves)
 
     def annotations(i: int) -> list[dict]:
-        return [panel_title(titles["board"](i), panels[0], 1.0), panel_title(titles["partner"](i), panels[1], 1.0),
-                panel_title(titles["dh"](i), panels[2], 1.0), panel_title(titles["sigma"](i), panels[3], 1.0),
+        return [row.title(k, titles[name](i), size=13, color=INK) for k, name in
+                enumerate(("board", "partner", "dh", "sigma"))] + [
                 panel_title("high-level latent h", latent, 0.41), panel_title("value and halting heads", heads, 0.47),
                 panel_title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47),
                 panel_title(guide_values(i), guide_dom, 0.42, size=12, color=MUTED)]
@@ -279,40 +283,29 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     height = nrows * 150 + 330
     layout = _base_layout(height, title)
     grid_bottom = 250 / height
-    gap = 0.02
-    w = (1 - gap * (ncols - 1)) / ncols
-    hrow = (1 - grid_bottom - 0.02) / nrows
-    axes, cells = [], []
-    for j in range(N):
-        r, c = divmod(j, ncols)
-        xd = (c * (w + gap), c * (w + gap) + w)
-        yd = (1 - (r + 1) * hrow + 0.03, 1 - r * hrow - 0.01)
-        axes.append(board_axes(layout, j + 1, xd, yd, board_ranges(task, S)))
-        cells.append((xd, yd[1]))
-    k = N + 1
-    layout[f"xaxis{k}"] = _axis((0.0, 1.0), f"y{k}", title={"text": "supervision step"},
+    grid = Mosaic(layout, 1, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
+    layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"},
                                 tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
-    layout[f"yaxis{k}"] = _axis((0.0, grid_bottom - 0.08), f"x{k}", range=[0, 1.02],
+    layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02],
                                 title={"text": "share / probability"})
     xs = list(range(R))
     palette = [figures.LPRM, figures.GRAM, figures.VOTE, figures.DET]
-    static = [{"type": "scatter", "x": xs, "y": _r(y), "name": name, "mode": "lines", "xaxis": f"x{k}",
-               "yaxis": f"y{k}", "line": {"color": palette[q % 4], "width": 3}, "customdata": labels,
+    static = [{"type": "scatter", "x": xs, "y": _r(y), "name": name, "mode": "lines", "xaxis": "x2",
+               "yaxis": "y2", "line": {"color": palette[q % 4], "width": 3}, "customdata": labels,
                "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"}
               for q, (name, y) in enumerate(series.items())]
 
     def dynamic(i: int) -> list[dict]:
         out = []
         for j in range(N):
-            out += board_traces(task, pred[i, j], probs[i, j], given, *axes[j])
-        out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": f"x{k}",
-                    "yaxis": f"y{k}", "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip",
+            out += place(board_traces(task, pred[i, j], probs[i, j], given), board_ranges(task, S), grid.box(j))
+        out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": "x2",
+                    "yaxis": "y2", "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip",
                     "showlegend": False})
         return out
 
     def annotations(i: int) -> list[dict]:
-        return [panel_title(f"#{j} {'✓' if ok[i, j] else '✗'}", cells[j][0], cells[j][1], size=11, color=MUTED)
-                for j in range(N)]
+        return [grid.title(j, f"#{j} {'✓' if ok[i, j] else '✗'}", size=11) for j in range(N)]
 
     first = dynamic(active)
     layout["showlegend"] = True
