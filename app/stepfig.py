@@ -91,10 +91,17 @@ def _base_layout(height: int, title: str | None = None) -> dict:
             **({"title": {"text": title, "x": 0.01, "font": {"size": 16}}} if title else {})}
 
 
-def _frames(steps, labels, data_of, traces: list[int], annotations_of=None) -> list[dict]:
+def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annotations_of=None) -> list[dict]:
+    """One frame per carried step, holding of the traces it names (drawn: as first drawn) only the keys that
+    change: Plotly merges a frame into the drawn traces, so a key equal to the drawn one in every frame (a board's
+    cell positions, colour scale, hover text) need not travel 65 times."""
+    datas = [data_of(i) for i in steps]
+    # the type stays: a frame's trace without one reads as a scatter to Plotly's schema
+    changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)} for j in range(len(drawn))]
     out = []
-    for i in steps:
-        f = {"name": labels[i], "data": data_of(i), "traces": traces}
+    for i, data in zip(steps, datas):
+        f = {"name": labels[i], "data": [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)],
+             "traces": traces}
         if annotations_of is not None:
             f["layout"] = {"annotations": annotations_of(i)}
         out.append(f)
@@ -205,7 +212,7 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     layout["annotations"] = annotations(active)
     layout.update(player(labels, steps, active))
     return {"data": first + static, "layout": layout,
-            "frames": _frames(steps, labels, dynamic, list(range(n_dyn)), annotations)}
+            "frames": _frames(steps, labels, dynamic, list(range(n_dyn)), first, annotations)}
 
 
 # --- Trajectories: N trajectories in PCA, the picked one's board --------------------------------------
@@ -267,7 +274,7 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     layout["annotations"] = [panel_title(f"trajectory {pick} (ends on {answer_labels[pick]})", (0.66, 1.0), 0.87)]
     layout.update(player(labels, steps, active))
     return {"data": data + first, "layout": layout,
-            "frames": _frames(steps, labels, dynamic, list(range(n_static, n_static + len(first))))}
+            "frames": _frames(steps, labels, dynamic, list(range(n_static, n_static + len(first))), first)}
 
 
 # --- Generation: N samples refining, quality against depth ----------------------------------------------
@@ -313,4 +320,4 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     layout["annotations"] = annotations(active)
     layout.update(player(labels, steps, active, prefix="after step "))
     return {"data": first + static, "layout": layout,
-            "frames": _frames(steps, labels, dynamic, list(range(len(first))), annotations)}
+            "frames": _frames(steps, labels, dynamic, list(range(len(first))), first, annotations)}
