@@ -34,7 +34,7 @@ from app import testkit
 
 PAGES = ["tour", "recursion", "trajectories", "selection", "coverage", "generation"]
 STEPPING = {"recursion", "trajectories", "generation"}
-CHECKPOINTS = ["nqueens7", "nqueens8", "nqueens10", "graph_coloring8", "sudoku", "sudoku_uncond", "mnist"]
+CHECKPOINTS = ["nqueens7", "nqueens8", "nqueens10", "graph_coloring8", "graph_coloring10", "sudoku", "sudoku_uncond", "mnist"]
 FLOOR = """import plotly.graph_objects as go
 import streamlit as st
 st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2])))

@@ -235,6 +235,27 @@ def test_generation_steps_in_the_browser(env):
     assert len(fig["frames"]) == 5 and frames_differ(fig, 0)
     assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(fig))
     assert fig["layout"]["sliders"][0]["currentvalue"]["prefix"] == "after step "
+    # the boards share one axis pair (a subplot each made a step several times slower), the curves have the other
+    assert sorted(k for k in fig["layout"] if k.startswith(("xaxis", "yaxis"))) == ["xaxis", "xaxis2", "yaxis", "yaxis2"]
+    xs = sorted({t["x0"] for t in fig["data"] if t["type"] == "heatmap"})
+    assert len(xs) == 6  # six boards a row, side by side
+
+
+def test_frames_carry_only_what_changes(env):
+    """A frame's traces hold the keys that differ from the drawn traces in some frame; the rest (a board's cell
+    positions, colour scales) stays with the drawn trace, which Plotly merges each frame into."""
+    at = open_page("recursion", {"rec_depth": "4"})
+    clean(at)
+    fig = testkit.figures(at)["rec_view"]
+    frames = fig["frames"]
+    for k, j in enumerate(frames[0]["traces"]):
+        drawn = fig["data"][j]
+        keys = set(frames[0]["data"][k])
+        assert all(set(f["data"][k]) == keys for f in frames) and keys <= set(drawn) | {"type"}
+        unchanged = {key for key in drawn if all(f["data"][k].get(key, drawn[key]) == drawn[key] for f in frames)}
+        assert not (unchanged & keys) - {"type"}
+    board = frames[0]["traces"][0]  # the prior's board: its probabilities change, its grid does not
+    assert "z" in frames[0]["data"][0] and "colorscale" not in frames[0]["data"][0] and fig["data"][board]["colorscale"]
 
 
 def test_long_traces_keep_at_most_max_frames():
@@ -662,5 +683,7 @@ def test_board_galleries_are_valid_plotly_specs(name):
     x = task.empty_input().numpy() if task.unconditional else task.split("test", 0).inputs[0].numpy()
     for n in (1, 5, 6, 7, 13, 24):
         for ncols in (4, 6):
-            go.Figure(figures.board_grid(task, [x] * n, [f"#{k}" for k in range(n)], given=x, ncols=ncols).spec)
+            spec = figures.board_grid(task, [x] * n, [f"#{k}" for k in range(n)], given=x, ncols=ncols).spec
+            go.Figure(spec)
+            assert {k for k in spec["layout"] if k.endswith("axis")} == {"xaxis", "yaxis"}  # one pair for all
     go.Figure(figures.board_editor(task, x).spec)
