@@ -277,15 +277,19 @@ def place(traces: list[dict], ranges: tuple[list, list], at: tuple[float, float]
     pair: scaled by `scale`, its top-left corner at `at`. Many boards on one axis pair draw several times faster
     than a subplot each (docs/recipe.md)."""
     (x0, _), (_, y0) = ranges
-    fx = lambda v: None if v is None else round(at[0] + (v - x0) * scale, 4)
-    fy = lambda v: None if v is None else round(at[1] + (v - y0) * scale, 4)
+
+    def move(v, origin: float, start: float):
+        a = np.round(start + (np.asarray(v, dtype=np.float64) - origin) * scale, 4)  # None (a line's break): nan
+        return a.item() if a.ndim == 0 else [None if u != u else u for u in a.tolist()]
+
     out = []
     for t in traces:
         t = dict(t)
         if t["type"] == "heatmap":  # cell k's centre at x0 + k dx
-            t.update(x0=fx(t.get("x0", 0)), y0=fy(t.get("y0", 0)), dx=t.get("dx", 1) * scale, dy=t.get("dy", 1) * scale)
+            t.update(x0=move(t.get("x0", 0), x0, at[0]), y0=move(t.get("y0", 0), y0, at[1]),
+                     dx=t.get("dx", 1) * scale, dy=t.get("dy", 1) * scale)
         else:
-            t.update(x=[fx(v) for v in t["x"]], y=[fy(v) for v in t["y"]])
+            t.update(x=move(t["x"], x0, at[0]), y=move(t["y"], y0, at[1]))
         out.append(t)
     return out
 
