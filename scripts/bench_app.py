@@ -12,6 +12,10 @@ times move with the machine, the margin over the floor is what the app adds.
    this script runs first unless --no-warm), reopen (a new tab of the same browser on the same link), and one step of a stepping
    figure (a click on its slider until the step label and figure are redrawn, timed in the page).
 
+With --against DIR (another checkout, e.g. `git worktree add DIR COMMIT`), instead: both served side by side and each
+view of 2. opened on both in turn, the order alternating, with the median ratios of the pairs (on a machine whose
+speed drifts within a run, the pairs still compare the code).
+
 Prints a Markdown table and a JSON line. The library must not import Streamlit, so this lives outside
 `python -m gram bench`.
 """
@@ -96,6 +100,54 @@ def open_tab(ctx, url: str) -> float:
     return time.perf_counter() - t0
 
 
+def view_row(browser, base: str, name: str, ck: str, repeat: int) -> dict:
+    """One view on a running server: its first open, reopen and (for a stepping page) one step."""
+    task = json.loads((ROOT / "checkpoints" / ck / "config.json").read_text())["train"]["task"]
+    url = f"{base}/{'' if name == 'tour' else name}?g_task={task}&g_ckpt={ck}"
+    first, ctx = open_view(browser, url)
+    row = {"page": name, "checkpoint": ck, "first_s": round(first, 2)}
+    errors = ctx.pages[0].locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+    if errors.count():
+        row["error"] = errors.first.inner_text()[:200]
+    row["reopen_s"] = round(open_tab(ctx, url), 2)
+    if name in STEPPING:
+        ms = [m["ms"] for m in (ctx.pages[-1].evaluate(STEP) for _ in range(repeat)) if m]
+        if ms:
+            row["step_ms"] = round(statistics.median(ms), 1)
+    ctx.close()
+    return row
+
+
+def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
+    """This checkout and another (e.g. `git worktree add DIR COMMIT`) served side by side, each view opened on both
+    in turn (the order alternating): on a machine whose speed drifts, the pairs compare the code."""
+    servers = {"this": testkit.Server(env), "other": testkit.Server({**env, "PYTHONPATH": str(other)},
+                                                                    main=str(other / "app" / "main.py"))}
+    rows = []
+    with servers["this"], servers["other"]:
+        for srv in servers.values():
+            srv.wait_healthy(120)
+        for k, (ck, name) in enumerate(views):
+            row = {}
+            for side in (("this", "other") if k % 2 == 0 else ("other", "this")):
+                row[side] = view_row(browser, servers[side].url, name, ck, repeat)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(f"| page | checkpoint | first open: {other} / this | reopen | one step |\n|---|---|---|---|---|")
+    for r in rows:
+        o, t = r["other"], r["this"]
+        step = f"{o['step_ms']:.0f} / {t['step_ms']:.0f} ms" if "step_ms" in o and "step_ms" in t else ""
+        print(f"| {t['page']} | `{t['checkpoint']}` | {o['first_s']:.2f} / {t['first_s']:.2f} s | "
+              f"{o['reopen_s']:.2f} / {t['reopen_s']:.2f} s | {step} |")
+    ratios = {k: [r["this"][k] / r["other"][k] for r in rows if r["other"].get(k) and r["this"].get(k)]
+              for k in ("first_s", "reopen_s", "step_ms")}
+    out = {"bench": "app-against", "other": str(other), "rows": rows,
+           "median_this_over_other": {k: round(statistics.median(v), 3) for k, v in ratios.items() if v}}
+    print("\nmedian this / other: " + "; ".join(f"{k} {v}" for k, v in out["median_this_over_other"].items()))
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="shipped checkpoint names")
@@ -104,6 +156,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-warm", action="store_true", help="do not run `python -m app.warm` first")
     ap.add_argument("--floor-repeats", type=int, default=3,
                     help="times the floor and the app's cold start are measured (the medians are reported)")
+    ap.add_argument("--against", type=Path, help="another checkout (e.g. `git worktree add DIR COMMIT`): serve both "
+                    "and open each view on both in turn instead of the floor's table (see `against`)")
     args = ap.parse_args(argv)
     args.floor_repeats = max(1, args.floor_repeats)
     from playwright.sync_api import sync_playwright
@@ -114,10 +168,17 @@ def main(argv=None) -> dict:
     out = {"bench": "app", "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
            f"{'avx512_bf16' if 'avx512_bf16' in Path('/proc/cpuinfo').read_text() else 'no avx512_bf16'}",
            "checkpoints": cks}
+    views = [(ck, name) for ck in cks for name in pages]
     if not args.no_warm:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "app.warm", "--quiet"], cwd=ROOT, check=True)
+        for tree in [ROOT] + ([args.against.resolve()] if args.against else []):
+            subprocess.run([sys.executable, "-m", "app.warm", "--quiet"], cwd=tree, check=True,
+                           env={**os.environ, "PYTHONPATH": str(tree)})
         out["warm_s"] = round(time.perf_counter() - t0, 1)
+    if args.against:
+        with sync_playwright() as p:
+            browser = testkit.launch_browser(p)
+            return against(browser, args.against.resolve(), env, views, args.repeat)
     floor_main = Path(tempfile.mkdtemp(prefix="gram-floor-")) / "floor.py"
     floor_main.write_text(FLOOR)
     rows = []
@@ -142,24 +203,9 @@ def main(argv=None) -> dict:
             out["floor_reopen_s"] = round(statistics.median(reopens), 2)
         with testkit.Server(env) as srv:
             srv.wait_healthy(120)
-            for ck in cks:
-                task = json.loads((ROOT / "checkpoints" / ck / "config.json").read_text())["train"]["task"]
-                for name in pages:
-                    url = f"{srv.url}/{'' if name == 'tour' else name}?g_task={task}&g_ckpt={ck}"
-                    first, ctx = open_view(browser, url)
-                    row = {"page": name, "checkpoint": ck, "first_s": round(first, 2)}
-                    errors = ctx.pages[0].locator("[data-testid='stException'], [data-testid='stAlertContentError']")
-                    if errors.count():
-                        row["error"] = errors.first.inner_text()[:200]
-                    row["reopen_s"] = round(open_tab(ctx, url), 2)
-                    if name in STEPPING:
-                        ms = [ctx.pages[-1].evaluate(STEP) for _ in range(args.repeat)]
-                        ms = [m["ms"] for m in ms if m]
-                        if ms:
-                            row["step_ms"] = round(statistics.median(ms), 1)
-                    ctx.close()
-                    rows.append(row)
-                    print(json.dumps(row), file=sys.stderr, flush=True)
+            for ck, name in views:
+                rows.append(view_row(browser, srv.url, name, ck, args.repeat))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         browser.close()
     out["rows"] = rows
     fo, fr, fc = out["floor_open_s"], out["floor_reopen_s"], out["floor_cold_s"]
