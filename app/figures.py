@@ -305,14 +305,15 @@ class Mosaic:
         nrows = math.ceil(max(1, n) / self.ncols)
         self.w, self.h = size
         self.gx, self.gy = gap * self.w, (0.3 if titled else gap) * self.h
-        top = self.gy if titled else 0.0
-        self.top = top
+        self.top = self.gy if titled else 0.0
         xs = "" if k == 1 else str(k)
         self.xa, self.ya = f"x{xs}", f"y{xs}"
         lay[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": self.ya, "visible": False, "constrain": "domain",
                              "range": [-self.gx / 2, self.ncols * (self.w + self.gx) - self.gx / 2]}
+        # y downwards, as on every board; the slots keep their shape and sit at the top of the domain
         lay[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": self.xa, "visible": False, "constrain": "domain",
-                             "constraintoward": "top", "scaleanchor": self.xa, "range": [top + nrows * (self.h + self.gy) - self.gy / 2, 0]}
+                             "constraintoward": "top", "scaleanchor": self.xa,
+                             "range": [self.top + nrows * (self.h + self.gy) - self.gy / 2, 0]}
 
     def box(self, k: int) -> tuple[float, float]:
         r, c = divmod(k, self.ncols)

@@ -97,7 +97,8 @@ def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annota
     cell positions, colour scale, hover text) need not travel 65 times."""
     datas = [data_of(i) for i in steps]
     # the type stays: a frame's trace without one reads as a scatter to Plotly's schema
-    changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)} for j in range(len(drawn))]
+    changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)}
+                for j in range(len(drawn))]
     out = []
     for i, data in zip(steps, datas):
         f = {"name": labels[i], "data": [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)],
@@ -292,9 +293,8 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     grid_bottom = 250 / height
     grid = Mosaic(layout, 1, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
     layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"},
-                                tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
-    layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02],
-                                title={"text": "share / probability"})
+                             tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
+    layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02], title={"text": "share / probability"})
     xs = list(range(R))
     palette = [figures.LPRM, figures.GRAM, figures.VOTE, figures.DET]
     static = [{"type": "scatter", "x": xs, "y": _r(y), "name": name, "mode": "lines", "xaxis": "x2",
