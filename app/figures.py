@@ -295,25 +295,23 @@ def place(traces: list[dict], ranges: tuple[list, list], at: tuple[float, float]
 
 
 class Mosaic:
-    """Slots of one size on one axis pair, in rows of `ncols`, with room for a title above each: the layout of a
-    gallery (and of the stepping figures' rows of boards). `box(k)` is slot k's top-left corner, `title(k, text)`
+    """Slots of one size on the axis pair x/y, in rows of `ncols`, with room for a title above each: the layout of
+    a gallery (and of the stepping figures' rows of boards). `box(k)` is slot k's top-left corner, `title(k, text)`
     its title as an annotation in data coordinates."""
 
-    def __init__(self, lay: dict, k: int, n: int, ncols: int, size: tuple[float, float], xdom, ydom,
-                 titled: bool = True, gap: float = 0.12):
+    def __init__(self, lay: dict, n: int, ncols: int, size: tuple[float, float], xdom, ydom, titled: bool = True,
+                 gap: float = 0.12):
         self.ncols = max(1, min(ncols, n))
         nrows = math.ceil(max(1, n) / self.ncols)
         self.w, self.h = size
         self.gx, self.gy = gap * self.w, (0.3 if titled else gap) * self.h
         self.top = self.gy if titled else 0.0
-        xs = "" if k == 1 else str(k)
-        self.xa, self.ya = f"x{xs}", f"y{xs}"
-        lay[f"xaxis{xs}"] = {"domain": list(xdom), "anchor": self.ya, "visible": False, "constrain": "domain",
-                             "range": [-self.gx / 2, self.ncols * (self.w + self.gx) - self.gx / 2]}
+        lay["xaxis"] = {"domain": list(xdom), "anchor": "y", "visible": False, "constrain": "domain",
+                        "range": [-self.gx / 2, self.ncols * (self.w + self.gx) - self.gx / 2]}
         # y downwards, as on every board; the slots keep their shape and sit at the top of the domain
-        lay[f"yaxis{xs}"] = {"domain": list(ydom), "anchor": self.xa, "visible": False, "constrain": "domain",
-                             "constraintoward": "top", "scaleanchor": self.xa,
-                             "range": [self.top + nrows * (self.h + self.gy) - self.gy / 2, 0]}
+        lay["yaxis"] = {"domain": list(ydom), "anchor": "x", "visible": False, "constrain": "domain",
+                        "constraintoward": "top", "scaleanchor": "x",
+                        "range": [self.top + nrows * (self.h + self.gy) - self.gy / 2, 0]}
 
     def box(self, k: int) -> tuple[float, float]:
         r, c = divmod(k, self.ncols)
@@ -321,7 +319,7 @@ class Mosaic:
 
     def title(self, k: int, text: str, size: int = 12, color: str = MUTED) -> dict:
         x, y = self.box(k)
-        return {"text": text, "x": x + self.w / 2, "y": y, "xref": self.xa, "yref": self.ya, "xanchor": "center",
+        return {"text": text, "x": x + self.w / 2, "y": y, "xref": "x", "yref": "y", "xanchor": "center",
                 "yanchor": "bottom", "showarrow": False, "font": {"size": size, "color": color}}
 
 
@@ -339,7 +337,7 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
     nrows = math.ceil(n / min(ncols, n))
     lay = layout(title, max(180, nrows * height_per_row + (50 if title else 10)))
     S = len(boards[0]) if len(boards) else task.seq_len
-    grid = Mosaic(lay, 1, n, ncols, board_size(task, S), [0, 1], [0, 1], titled=bool(titles))
+    grid = Mosaic(lay, n, ncols, board_size(task, S), [0, 1], [0, 1], titled=bool(titles))
     data = []
     for i, b in enumerate(boards):
         data += place(board_traces(task, b, None if probs is None else probs[i], given), board_ranges(task, len(b)),

@@ -123,11 +123,11 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     prow, pcol = position_shape(task, L)
     layout = _base_layout(700)
     top, mid = (0.50, 1.0), (0.0, 0.40)
-    # the two boards and the two per-position maps, in slots of the board's size on one axis pair
+    # the two boards and the two per-position maps, in square slots that fit the board, on one axis pair
     E = max(board_size(task, S))
-    row = Mosaic(layout, 1, 4, 4, (E, E), (0.0, 1.0), top, gap=0.25)  # room for the panels' titles
+    row = Mosaic(layout, 4, 4, (E, E), (0.0, 1.0), top, gap=0.25)  # room for the panels' titles
     b_ranges, m_ranges = board_ranges(task, S), _grid_ranges(prow, pcol)
-    on_board = lambda traces, k: place(traces, b_ranges, row.box(k), E / max(board_size(task, S)))
+    on_board = lambda traces, k: place(traces, b_ranges, row.box(k))
     on_map = lambda trace, k: place([trace], m_ranges, row.box(k), E / max(prow, pcol))
     latent, guide_dom, heads = (0.0, 0.26), (0.34, 0.62), (0.73, 1.0)  # room for the KL axis on the right
     ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
@@ -291,7 +291,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     height = nrows * 150 + 330
     layout = _base_layout(height, title)
     grid_bottom = 250 / height
-    grid = Mosaic(layout, 1, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
+    grid = Mosaic(layout, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
     layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"},
                              tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
     layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02], title={"text": "share / probability"})
