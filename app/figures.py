@@ -1,7 +1,7 @@
-"""Plotly figures for the pages. Each takes plain arrays/tensors and returns a go.Figure; none runs a model.
+"""Plotly figures for the pages, as plain dicts (`Spec`). Each takes plain arrays/tensors; none runs a model.
 
 Boards are drawn per task as people know it (`board_traces`, one place, read by every figure and by the
-stepping figures of app.stepfig).
+stepping figures of app.stepfig). The tests check every figure of every page against Plotly's schema.
 """
 from __future__ import annotations
 
@@ -9,19 +9,18 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.subplots import make_subplots
 
 from gram import style as house
 from gram.style import BAD, DET, FONT, GRAM, INK, LPRM, MUTED, VOTE  # noqa: F401 (the pages' colours)
 
 PROB_SCALE = [[0, "#f8fafc"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
-LATENT_SCALE = "RdBu_r"
 
-
-# the house template as every figure's default, set once (gram.style.apply then skips naming it per figure)
-pio.templates.default = house.TEMPLATE
-TEMPLATE = pio.templates[house.TEMPLATE].to_plotly_json()  # the same for Spec figures
+# the house look as a template Plotly.js reads (it knows no template by name): plotly_white's axes without their
+# automargin, which measures every label and can lay a figure out twice; figures set their margins instead
+AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2, "ticks": "",
+        "automargin": False, "title": {"standoff": 6}}
+TEMPLATE = {"layout": {"colorway": house.QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS}}
+AXES_MARGIN = {"l": 62, "b": 52}  # room for tick labels and an axis title on the left and below
 
 
 def _compact(title: str | None, legend: bool) -> dict:
@@ -33,14 +32,9 @@ def _compact(title: str | None, legend: bool) -> dict:
                if legend else {})}
 
 
-def style(fig: go.Figure, title: str | None = None, height: int = 360, legend: bool = True) -> go.Figure:
-    return house.apply(fig, title, height, **_compact(title, legend))
-
-
 class Spec(go.Figure):
-    """A figure made of plain dicts (board views here, the stepping figures of app.stepfig; tests check them
-    against Plotly's schema). st.plotly_chart validates a dict by building a Figure from it, which for a gallery
-    of 24 boards or a view of 48 frames costs more than the rollout (docs/recipe.md); a Figure it passes on as its
+    """A figure made of plain dicts. st.plotly_chart validates a dict by building a Figure from it, which costs
+    more than drawing it (a view of 48 frames: more than the rollout, docs/recipe.md); a Figure it passes on as its
     to_dict()."""
 
     def __init__(self, spec: dict):
@@ -55,9 +49,23 @@ class Spec(go.Figure):
         return self._spec
 
 
-def layout(title: str | None = None, height: int = 360) -> dict:
-    """style()'s layout as a dict, for Spec figures (no legend)."""
-    return {"template": TEMPLATE, **house.layout(title, height, **_compact(title, False))}
+def layout(title: str | None = None, height: int = 360, legend: bool = False) -> dict:
+    """The house layout of a page's figure."""
+    return {"template": TEMPLATE, **house.layout(title, height, **_compact(title, legend))}
+
+
+def figure(data: list[dict], title: str | None = None, height: int = 360, legend: bool = False,
+           margin: dict | None = None, **fields) -> Spec:
+    """A figure of trace dicts with the house layout; margin adds to its thin margins (AXES_MARGIN for axis
+    titles), fields are more layout (axes, shapes, annotations)."""
+    lay = layout(title, height, legend)
+    lay["margin"].update(margin or {})
+    lay.update(fields)
+    return Spec({"data": data, "layout": lay})
+
+
+def axis(title: str = "", **fields) -> dict:
+    return {**({"title": {"text": title}} if title else {}), **fields}
 
 
 def board_axes(lay: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:
@@ -346,133 +354,124 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
     return Spec({"data": data, "layout": lay})
 
 
-# --- latents --------------------------------------------------------------------------------
-def latent_heatmap(h, title: str, diff: bool = False, height: int = 300, zmax: float | None = None) -> go.Figure:
-    """h (L, D): positions down, latent dims across."""
-    h = np.asarray(h, dtype=np.float32)
-    zmax = zmax or float(np.percentile(np.abs(h), 99) or 1.0)
-    fig = go.Figure(go.Heatmap(z=h, zmin=-zmax, zmax=zmax, colorscale="PuOr_r" if diff else LATENT_SCALE,
-                               colorbar=dict(thickness=10, len=0.8),
-                               hovertemplate="position %{y}, dim %{x}: %{z:.2f}<extra></extra>"))
-    fig.update_xaxes(title="latent dimension", showgrid=False)
-    fig.update_yaxes(title="position (cell)", showgrid=False, autorange="reversed")
-    return style(fig, title, height=height, legend=False)
+# --- per-step curves ---------------------------------------------------------------------------
+def step_ticks(step_names: list[str]) -> dict:
+    """About ten of the step names as an x axis's ticks (the axis counts record points)."""
+    every = max(1, len(step_names) // 10)
+    return {"tickvals": list(range(0, len(step_names), every)), "ticktext": step_names[::every]}
 
 
-def step_lines(x_labels: list[str], series: dict[str, np.ndarray], current: int | None, title: str,
-               ytitle: str = "", yrange=(0, 1), colors: dict | None = None, height: int = 280) -> go.Figure:
-    fig = go.Figure()
-    for i, (name, y) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(x=list(range(len(y))), y=np.asarray(y, dtype=np.float32), mode="lines+markers",
-                                 name=name, line=dict(width=3, color=(colors or {}).get(name, house.color(i))),
-                                 marker=dict(size=5), customdata=x_labels,
-                                 hovertemplate="step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"))
-    if current is not None:
-        fig.add_vline(x=current, line=dict(color=INK, width=2, dash="dot"))
-    n = len(x_labels)
-    every = max(1, n // 10)
-    fig.update_xaxes(title="step (supervision.transition)", tickvals=list(range(0, n, every)),
-                     ticktext=x_labels[::every], showgrid=False)
-    fig.update_yaxes(title=ytitle, range=list(yrange) if yrange else None)
-    return style(fig, title, height=height)
+def step_lines(x_labels: list[str], series: dict[str, np.ndarray], title: str, ytitle: str = "", yrange=(0, 1),
+               colors: dict | None = None, height: int = 280) -> Spec:
+    data = [{"type": "scatter", "x": list(range(len(y))), "y": _r(y), "mode": "lines+markers", "name": name,
+             "line": {"width": 3, "color": (colors or {}).get(name, house.color(i))}, "marker": {"size": 5},
+             "customdata": x_labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"}
+            for i, (name, y) in enumerate(series.items())]
+    return figure(data, title, height, legend=len(series) > 1, margin=AXES_MARGIN,
+                  xaxis=axis("step (supervision.transition)", showgrid=False, **step_ticks(x_labels)),
+                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
 
 
 # --- trajectories ---------------------------------------------------------------------------
-def pca_figure(coords: np.ndarray, explained: np.ndarray, labels: list[str], step: int, dims: int = 2,
-               selected: int | None = None, title: str = "", height: int = 520) -> go.Figure:
-    """coords (R, N, k): one line per trajectory coloured by its final answer, a marker at `step`."""
+def pca_figure(coords: np.ndarray, explained: np.ndarray, labels: list[str], title: str = "", height: int = 520) -> Spec:
+    """coords (R, N, k): one line per trajectory coloured by its final answer, a marker where each ends."""
     R, N, k = coords.shape
-    dims = min(dims, k)
-    fig = go.Figure()
-    shown = set()
-    order = sorted(range(N), key=lambda j: (labels[j] != "invalid", j))  # invalid first, drawn underneath
-    for j in order:
+    shown, data = set(), []
+    for j in sorted(range(N), key=lambda j: (labels[j] != "invalid", j)):  # invalid first, drawn underneath
         lab = labels[j]
-        col = label_color(lab)
-        first = lab not in shown
+        data.append({"type": "scatter", "x": _r(coords[:, j, 0]), "y": _r(coords[:, j, 1] if k > 1 else np.zeros(R)),
+                     "mode": "lines", "name": lab, "legendgroup": lab, "showlegend": lab not in shown, "opacity": 0.55,
+                     "line": {"color": label_color(lab), "width": 1.6},
+                     "hovertemplate": f"trajectory {j}: {lab}<extra></extra>"})
         shown.add(lab)
-        width = 5 if j == selected else 1.6
-        opacity = 1.0 if (selected is None or j == selected) else 0.55
-        common = dict(mode="lines", name=lab, legendgroup=lab, showlegend=first, opacity=opacity,
-                      line=dict(color=col, width=width), hovertemplate=f"trajectory {j}: {lab}<extra></extra>")
-        if dims == 3:
-            fig.add_trace(go.Scatter3d(x=coords[:, j, 0], y=coords[:, j, 1], z=coords[:, j, 2], **common))
-        else:
-            fig.add_trace(go.Scatter(x=coords[:, j, 0], y=coords[:, j, 1], **common))
-    s = max(0, min(step, R - 1))
-    mk = dict(size=[14 if j == selected else 8 for j in range(N)], color=[label_color(labels[j]) for j in range(N)],
-              line=dict(color=INK, width=1.5))
-    name = f"step {s + 1}"
-    if dims == 3:
-        mk["size"] = [8 if j == selected else 4 for j in range(N)]
-        fig.add_trace(go.Scatter3d(x=coords[s, :, 0], y=coords[s, :, 1], z=coords[s, :, 2], mode="markers", marker=mk,
-                                   name=name, customdata=list(range(N)),
-                                   hovertemplate="trajectory %{customdata}<extra></extra>"))
-        fig.add_trace(go.Scatter3d(x=coords[:1, :, 0].ravel(), y=coords[:1, :, 1].ravel(), z=coords[:1, :, 2].ravel(),
-                                   mode="markers", marker=dict(size=5, color=INK, symbol="diamond"), name="start"))
-        ax = lambda i: f"PC{i + 1} ({100 * explained[i]:.1f}%)"
-        fig.update_layout(scene=dict(xaxis_title=ax(0), yaxis_title=ax(1), zaxis_title=ax(2),
-                                     aspectmode="cube"))
-    else:
-        fig.add_trace(go.Scatter(x=coords[s, :, 0], y=coords[s, :, 1], mode="markers", marker=mk, name=name,
-                                 customdata=list(range(N)), hovertemplate="trajectory %{customdata}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[coords[0, :, 0].mean()], y=[coords[0, :, 1].mean()], mode="markers",
-                                 marker=dict(size=12, color=INK, symbol="diamond"), name="start z0"))
-        pad = lambda a: (float(a.min()) - 0.05 * float(np.ptp(a) or 1), float(a.max()) + 0.05 * float(np.ptp(a) or 1))
-        fig.update_xaxes(title=f"PC1 ({100 * explained[0]:.1f}% of variance)", range=pad(coords[..., 0]), zeroline=False)
-        fig.update_yaxes(title=f"PC2 ({100 * explained[1]:.1f}% of variance)" if k > 1 else "",
-                         range=pad(coords[..., 1]) if k > 1 else None, zeroline=False)
-    return style(fig, title, height=height)
+    end = coords[-1]
+    data.append({"type": "scatter", "x": _r(end[:, 0]), "y": _r(end[:, 1] if k > 1 else np.zeros(N)), "mode": "markers",
+                 "name": f"step {R}", "customdata": list(range(N)), "hovertemplate": "trajectory %{customdata}<extra></extra>",
+                 "marker": {"size": 8, "color": [label_color(lab) for lab in labels], "line": {"color": INK, "width": 1.5}}})
+    data.append({"type": "scatter", "x": [float(coords[0, :, 0].mean())],
+                 "y": [float(coords[0, :, 1].mean()) if k > 1 else 0.0], "mode": "markers", "name": "start z0",
+                 "marker": {"size": 12, "color": INK, "symbol": "diamond"}})
+
+    def pad(a):
+        m = 0.05 * float(np.ptp(a) or 1)
+        return [float(a.min()) - m, float(a.max()) + m]
+
+    return figure(data, title, height, legend=True, margin=AXES_MARGIN,
+                  xaxis=axis(f"PC1 ({100 * explained[0]:.1f}% of variance)", range=pad(coords[..., 0]), zeroline=False),
+                  yaxis=axis(f"PC2 ({100 * explained[1]:.1f}% of variance)" if k > 1 else "",
+                             **({"range": pad(coords[..., 1])} if k > 1 else {}), zeroline=False))
 
 
-# --- curves ---------------------------------------------------------------------------------
+# --- curves and bars ------------------------------------------------------------------------
 def curves(x, series: dict[str, list], title: str, xtitle: str, ytitle: str, colors: dict | None = None,
-           log_x: bool = False, yrange=None, height: int = 340, dash: dict | None = None) -> go.Figure:
-    fig = go.Figure()
-    for i, (name, y) in enumerate(series.items()):
-        xs = x[name] if isinstance(x, dict) else x
-        fig.add_trace(go.Scatter(x=list(xs), y=list(y), mode="lines+markers", name=name,
-                                 line=dict(width=3, color=(colors or {}).get(name, house.color(i)),
-                                           dash=(dash or {}).get(name, "solid")), marker=dict(size=7)))
-    xs_all = sorted({v for name in series for v in (x[name] if isinstance(x, dict) else x)})
-    fig.update_xaxes(title=xtitle, type="log" if log_x else "linear",
-                     tickvals=xs_all if log_x else None, ticktext=[str(v) for v in xs_all] if log_x else None)
-    fig.update_yaxes(title=ytitle, range=list(yrange) if yrange else None)
-    return style(fig, title, height=height)
+           log_x: bool = False, yrange=None, height: int = 340, dash: dict | None = None,
+           target: tuple[float, str] | None = None) -> Spec:
+    """One line per series against x (a list, or one per series); target (y, text) draws a dashed line at y."""
+    xs_of = lambda name: list(x[name] if isinstance(x, dict) else x)
+    data = [{"type": "scatter", "x": xs_of(name), "y": _r(y), "mode": "lines+markers", "name": name,
+             "line": {"width": 3, "color": (colors or {}).get(name, house.color(i)),
+                      "dash": (dash or {}).get(name, "solid")}, "marker": {"size": 7}}
+            for i, (name, y) in enumerate(series.items())]
+    xs_all = sorted({v for name in series for v in xs_of(name)})
+    fields = {}
+    if target is not None:
+        fields["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": target[0], "y1": target[0],
+                             "line": {"dash": "dash", "color": MUTED}}]
+        fields["annotations"] = [{"text": target[1], "xref": "paper", "x": 1, "y": target[0], "xanchor": "right",
+                                  "yanchor": "bottom", "showarrow": False, "font": {"color": MUTED}}]
+    return figure(data, title, height, legend=True, margin=AXES_MARGIN,
+                  xaxis=axis(xtitle, type="log" if log_x else "linear",
+                             **({"tickvals": xs_all, "ticktext": [str(v) for v in xs_all]} if log_x else {})),
+                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})), **fields)
 
 
-def training_figure(history: list[dict]) -> go.Figure:
-    """Loss, true KL and accuracies against optimiser steps (two rows, shared x)."""
+def bars(x: list, y, colors: list[str], title: str, xtitle: str = "", ytitle: str = "", yrange=None,
+         height: int = 300, hovertemplate: str | None = None, text: bool = False) -> Spec:
+    """One bar per category, each in its colour; text writes each bar's value on it."""
+    bar = {"type": "bar", "x": [str(v) for v in x], "y": _r(y), "marker": {"color": colors},
+           **({"text": _r(y), "textposition": "auto"} if text else {}),
+           **({"hovertemplate": hovertemplate} if hovertemplate else {})}
+    return figure([bar], title, height, margin={**AXES_MARGIN, "b": 52 if xtitle else 30},
+                  xaxis=axis(xtitle, type="category"), yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
+
+
+def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wrong: int) -> Spec:
+    return bars(["both right", "only vote right", "only LPRM right", "both wrong"],
+                [n_same, n_vote_only, n_lprm_only, n_both_wrong], [LPRM, VOTE, GRAM, BAD],
+                "what the two selectors pick, puzzle by puzzle", ytitle="puzzles", text=True)
+
+
+def training_figure(history: list[dict]) -> Spec:
+    """Loss, true KL and accuracies against optimiser steps, side by side."""
     steps = [r for r in history if "loss" in r]
     evals = [r for r in history if "prior_accuracy" in r]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss and true KL (nats/position)", "accuracy"),
-                        horizontal_spacing=0.1)
+    line = lambda xs, y, name, color, width=2, dash="solid", axes=2, **kw: {
+        "type": "scatter", "x": xs, "y": _r(y, 4), "name": name, "line": {"color": color, "width": width, "dash": dash},
+        "xaxis": "x" if axes == 1 else "x2", "yaxis": "y" if axes == 1 else "y2", **kw}
+    data = []
     if steps:
         xs = [r["step"] for r in steps]
-        fig.add_trace(go.Scatter(x=xs, y=_smooth([r["loss"] for r in steps]), name="loss", line=dict(color=INK, width=2.5)),
-                      row=1, col=1)
+        data.append(line(xs, _smooth([r["loss"] for r in steps]), "loss", INK, 2.5, axes=1))
         if "ce" in steps[0]:
-            fig.add_trace(go.Scatter(x=xs, y=_smooth([r["ce"] for r in steps]), name="cross-entropy",
-                                     line=dict(color=VOTE, width=2)), row=1, col=1)
+            data.append(line(xs, _smooth([r["ce"] for r in steps]), "cross-entropy", VOTE, axes=1))
         if any("kl" in r for r in steps):
-            fig.add_trace(go.Scatter(x=xs, y=_smooth([r.get("kl", np.nan) for r in steps]), name="true KL",
-                                     line=dict(color=GRAM, width=2, dash="dot")), row=1, col=1)
-        fig.add_trace(go.Scatter(x=xs, y=_smooth([r["train_accuracy"] for r in steps]), name="train acc (posterior)",
-                                 line=dict(color=GRAM, width=2)), row=1, col=2)
+            data.append(line(xs, _smooth([r.get("kl", np.nan) for r in steps]), "true KL", GRAM, dash="dot", axes=1))
+        data.append(line(xs, _smooth([r["train_accuracy"] for r in steps]), "train acc (posterior)", GRAM))
         if any("train_prior_accuracy" in r for r in steps):
-            fig.add_trace(go.Scatter(x=xs, y=_smooth([r.get("train_prior_accuracy", np.nan) for r in steps]),
-                                     name="train acc (prior)", line=dict(color=DET, width=2)), row=1, col=2)
+            data.append(line(xs, _smooth([r.get("train_prior_accuracy", np.nan) for r in steps]), "train acc (prior)", DET))
     if evals:
         xs = [r["step"] for r in evals]
-        fig.add_trace(go.Scatter(x=xs, y=[r["prior_accuracy"] for r in evals], name="held-out prior acc",
-                                 mode="lines+markers", line=dict(color=LPRM, width=3), marker=dict(size=8)), row=1, col=2)
-        fig.add_trace(go.Scatter(x=xs, y=[r.get("posterior_accuracy", np.nan) for r in evals],
-                                 name="held-out posterior acc", mode="lines+markers",
-                                 line=dict(color=GRAM, width=2, dash="dash"), marker=dict(size=7)), row=1, col=2)
-    fig.update_xaxes(title="optimiser step")
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    style(fig, None, height=420)
-    fig.update_layout(margin=dict(t=40, b=10), legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, xanchor="left"))
+        data.append(line(xs, [r["prior_accuracy"] for r in evals], "held-out prior acc", LPRM, 3,
+                         mode="lines+markers", marker={"size": 8}))
+        data.append(line(xs, [r.get("posterior_accuracy", np.nan) for r in evals], "held-out posterior acc", GRAM,
+                         dash="dash", mode="lines+markers", marker={"size": 7}))
+    left, right = [0, 0.45], [0.55, 1]
+    fig = figure(data, None, 420, legend=True, margin={"l": 50, "t": 40, "b": 10},
+                 xaxis=axis("optimiser step", domain=left, anchor="y"), yaxis=axis(anchor="x"),
+                 xaxis2=axis("optimiser step", domain=right, anchor="y2"), yaxis2=axis(anchor="x2", range=[0, 1.02]),
+                 annotations=[panel_title("loss and true KL (nats/position)", left, 1.0, 14),
+                              panel_title("accuracy", right, 1.0, 14)])
+    fig.spec["layout"]["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0, "xanchor": "left"}
     return fig
 
 
@@ -484,64 +483,51 @@ def _smooth(y: list, k: int = 9) -> list:
     return list(np.concatenate([a[: k - 1], out]))
 
 
-def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wrong: int) -> go.Figure:
-    cats = ["both right", "only vote right", "only LPRM right", "both wrong"]
-    vals = [n_same, n_vote_only, n_lprm_only, n_both_wrong]
-    fig = go.Figure(go.Bar(x=cats, y=vals, marker_color=[LPRM, VOTE, GRAM, BAD], text=vals, textposition="auto"))
-    fig.update_yaxes(title="puzzles")
-    return style(fig, "what the two selectors pick, puzzle by puzzle", height=300, legend=False)
-
-
 # --- commitment ---------------------------------------------------------------------------------------
-def answer_sankey(flow: dict, step_names: list[str], title: str, height: int = 380) -> go.Figure:
+def answer_sankey(flow: dict, step_names: list[str], title: str, height: int = 380) -> Spec:
     """gram.analysis.answer_flow as a Sankey: columns are record points, bands are trajectories."""
     records = sorted({n["record"] for n in flow["nodes"]})
     col = {r: k / max(1, len(records) - 1) for k, r in enumerate(records)}
     nodes = flow["nodes"]
-    fig = go.Figure(go.Sankey(
-        arrangement="snap",
-        node=dict(label=[f"{n['label']} ({n['count']})" for n in nodes], pad=12, thickness=14,
-                  x=[0.001 + 0.998 * col[n["record"]] for n in nodes],
-                  color=[label_color(n["label"]) if n["label"] != "not valid yet" else BAD for n in nodes],
-                  customdata=[step_names[n["record"]] for n in nodes],
-                  hovertemplate="step %{customdata}: %{label}<extra></extra>"),
-        link=dict(source=[lk["source"] for lk in flow["links"]], target=[lk["target"] for lk in flow["links"]],
-                  value=[lk["value"] for lk in flow["links"]], color="rgba(124,58,237,0.18)")))
-    for r in records:
-        fig.add_annotation(x=col[r], y=-0.02, yanchor="top", xref="paper", yref="paper", text=f"step {step_names[r]}",
-                           showarrow=False, font=dict(size=12, color=MUTED))
-    style(fig, title, height=height, legend=False)
-    fig.update_layout(margin=dict(b=34))
-    return fig
+    sankey = {"type": "sankey", "arrangement": "snap",
+              "node": {"label": [f"{n['label']} ({n['count']})" for n in nodes], "pad": 12, "thickness": 14,
+                       "x": [0.001 + 0.998 * col[n["record"]] for n in nodes],
+                       "color": [label_color(n["label"]) if n["label"] != "not valid yet" else BAD for n in nodes],
+                       "customdata": [step_names[n["record"]] for n in nodes],
+                       "hovertemplate": "step %{customdata}: %{label}<extra></extra>"},
+              "link": {"source": [lk["source"] for lk in flow["links"]], "target": [lk["target"] for lk in flow["links"]],
+                       "value": [lk["value"] for lk in flow["links"]], "color": "rgba(124,58,237,0.18)"}}
+    notes = [{"x": col[r], "y": -0.02, "yanchor": "top", "xref": "paper", "yref": "paper", "text": f"step {step_names[r]}",
+              "showarrow": False, "font": {"size": 12, "color": MUTED}} for r in records]
+    return figure([sankey], title, height, margin={"b": 34}, annotations=notes)
 
 
-def commit_strip(steps: np.ndarray, labels: list[str], step_names: list[str], title: str, height: int = 260) -> go.Figure:
+def commit_strip(steps: np.ndarray, labels: list[str], step_names: list[str], title: str, height: int = 260) -> Spec:
     """A dot per answer and step at which trajectories ending on that answer stopped changing it, coloured by
     the answer, its area growing with how many did (many samples share few steps)."""
     groups: dict = {}
     for j in np.argsort(steps, kind="stable"):
         groups.setdefault((labels[j], int(steps[j])), []).append(int(j))
     keys = list(groups)
-    fig = go.Figure(go.Scatter(x=[k[1] for k in keys], y=[k[0] for k in keys], mode="markers",
-                               marker=dict(size=[9 + 4 * math.sqrt(len(groups[k]) - 1) for k in keys],
-                                           color=[label_color(k[0]) for k in keys], line=dict(color=INK, width=1)),
-                               customdata=[[len(groups[k]), step_names[k[1]], ", ".join(map(str, groups[k][:12]))
-                                            + (" ..." if len(groups[k]) > 12 else "")] for k in keys],
-                               hovertemplate="%{customdata[0]} settle at step %{customdata[1]}: "
-                                             "trajectories %{customdata[2]}<extra></extra>"))
+    dots = {"type": "scatter", "x": [k[1] for k in keys], "y": [k[0] for k in keys], "mode": "markers",
+            "marker": {"size": [9 + 4 * math.sqrt(len(groups[k]) - 1) for k in keys],
+                       "color": [label_color(k[0]) for k in keys], "line": {"color": INK, "width": 1}},
+            "customdata": [[len(groups[k]), step_names[k[1]], ", ".join(map(str, groups[k][:12]))
+                            + (" ..." if len(groups[k]) > 12 else "")] for k in keys],
+            "hovertemplate": "%{customdata[0]} settle at step %{customdata[1]}: trajectories %{customdata[2]}<extra></extra>"}
     n = len(step_names)
-    every = max(1, n // 10)
-    fig.update_xaxes(title="step its answer stops changing", range=[-0.5, n - 0.5], tickvals=list(range(0, n, every)),
-                     ticktext=step_names[::every])
-    fig.update_yaxes(title="", type="category")
-    return style(fig, title, height=height, legend=False)
+    widest = max((len(k[0]) for k in keys), default=4)  # the category labels on the left: their room
+    return figure([dots], title, height, margin={**AXES_MARGIN, "l": 16 + 8 * widest},
+                  xaxis=axis("step its answer stops changing", range=[-0.5, n - 0.5], **step_ticks(step_names)),
+                  yaxis=axis(type="category"))
 
 
-def disagreement_map(d: np.ndarray, step_names: list[str], title: str, height: int = 300) -> go.Figure:
+def disagreement_map(d: np.ndarray, step_names: list[str], title: str, height: int = 300) -> Spec:
     """gram.analysis.disagreement (R, S): steps down, cells across."""
-    fig = go.Figure(go.Heatmap(z=_r(d, 2), zmin=0, zmax=float(max(0.05, d.max())), colorscale="Oranges",
-                               colorbar=dict(thickness=10, len=0.8, title="split"),
-                               y=step_names, hovertemplate="step %{y}, cell %{x}: %{z:.2f} disagree<extra></extra>"))
-    fig.update_xaxes(title="cell (position in the answer)", showgrid=False)
-    fig.update_yaxes(title="step", showgrid=False, autorange="reversed", type="category")
-    return style(fig, title, height=height, legend=False)
+    heat = {"type": "heatmap", "z": _r(d, 2), "zmin": 0, "zmax": float(max(0.05, d.max())),
+            "colorscale": [[0, "#fff5eb"], [0.5, "#fd8d3c"], [1, "#7f2704"]],
+            "colorbar": {"thickness": 10, "len": 0.8, "title": {"text": "split"}}, "y": step_names,
+            "hovertemplate": "step %{y}, cell %{x}: %{z:.2f} disagree<extra></extra>"}
+    return figure([heat], title, height, margin={**AXES_MARGIN, "l": 16 + 8 * max(map(len, step_names), default=3) + 24},
+                  xaxis=axis("cell (position in the answer)", showgrid=False),
+                  yaxis=axis("step", showgrid=False, autorange="reversed", type="category"))

@@ -85,7 +85,7 @@ def player(labels: list[str], steps: list[int], active: int, prefix: str = "step
 
 
 def _base_layout(height: int, title: str | None = None) -> dict:
-    return {"template": "plotly_white", "height": height, "font": {"family": FONT, "size": 13, "color": INK},
+    return {"template": figures.TEMPLATE, "height": height, "font": {"family": FONT, "size": 13, "color": INK},
             "margin": {"l": 10, "r": 10, "t": 60 if title else 34, "b": 120}, "showlegend": False,
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
             **({"title": {"text": title, "x": 0.01, "font": {"size": 16}}} if title else {})}

@@ -64,10 +64,8 @@ if other is not None:
     series[partner_mode] = compute.coverage_curve(task, x, task.canonical(other.final), ns)
     colors[partner_mode] = figures.DET if partner_mode == "deterministic" else figures.GRAM
 fig = figures.curves(ns, series, "distinct valid answers found against N", "N samples (log scale)", "answers found",
-                     colors=colors, log_x=True)
-if known:
-    fig.add_hline(y=len(known), line=dict(dash="dash", color=figures.MUTED), annotation_text=f"all {len(known)}")
-    fig.update_yaxes(range=[0, len(known) + 0.5])
+                     colors=colors, log_x=True, yrange=(0, len(known) + 0.5) if known else None,
+                     target=(len(known), f"all {len(known)}") if known else None)
 l, r = st.columns([1.2, 1])
 with l:
     ui.chart(fig, "cov_curve")

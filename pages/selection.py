@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -90,12 +89,9 @@ for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPR
                  f"sel_board_{name.split()[0]}")
 with a3:
     order = np.argsort(-values)
-    fig = go.Figure(go.Bar(x=[str(j) for j in order], y=values[order],
-                           marker_color=[figures.LPRM if ok[j] else figures.BAD for j in order],
-                           hovertemplate="sample %{x}: value %{y:.2f}<extra></extra>"))
-    fig.update_xaxes(title="sample (sorted by value); green = valid", type="category")
-    fig.update_yaxes(title="LPRM value", range=[0, 1])
-    ui.chart(figures.style(fig, "value of each sample", height=340, legend=False), "sel_values")
+    ui.chart(figures.bars(order, values[order], [figures.LPRM if ok[j] else figures.BAD for j in order],
+                          "value of each sample", "sample (sorted by value); green = valid", "LPRM value", (0, 1),
+                          340, "sample %{x}: value %{y:.2f}<extra></extra>"), "sel_values")
 if not differ:
     st.caption("On this batch the two selectors pick the same answer for every puzzle.")
 else:

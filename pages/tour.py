@@ -78,7 +78,7 @@ with step(3, "trajectories", "Explore trajectories"):
     if tr is not None:
         proj = compute.pca(ck, x, k=views.PAGE["tour"]["pca"], **view)
         labels, _ = compute.answer_labels(task, x, final, known)
-        ui.chart(figures.pca_figure(proj.coords, proj.explained, labels, len(tr.sup) - 1, height=360), "tour_pca")
+        ui.chart(figures.pca_figure(proj.coords, proj.explained, labels, height=360), "tour_pca")
 
 with step(4, "selection", "Compare selection rules"):
     if tr is not None:
@@ -86,10 +86,9 @@ with step(4, "selection", "Compare selection rules"):
         cov = compute.coverage_curve(task, x, final, ns)
         series = {"distinct valid answers found": cov}
         fig = figures.curves(ns, series, "distinct valid answers against the number of samples N", "N samples",
-                             "answers found", colors={"distinct valid answers found": figures.GRAM}, height=300)
-        if known:
-            fig.add_hline(y=len(known), line=dict(dash="dash", color=figures.MUTED),
-                          annotation_text=f"all {len(known)} answers" if len(known) > 1 else "the answer")
+                             "answers found", colors={"distinct valid answers found": figures.GRAM}, height=300,
+                             target=(len(known), f"all {len(known)} answers" if len(known) > 1 else "the answer")
+                             if known else None)
         ui.chart(fig, "tour_cov")
 
 with step(5, "train", "Train a model"):

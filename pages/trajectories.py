@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -91,11 +90,11 @@ else:
 rms, distinct = compute.analysed("spread", ck, x, **view), analysis.distinct_per_step(ans)
 s1, s2 = st.columns(2)
 with s1:
-    ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms}, None,
+    ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms},
                                 "how far apart the trajectories are", yrange=None,
                                 colors={"spread of h across samples": figures.GRAM}, height=260), "traj_spread")
 with s2:
-    ui.chart(figures.step_lines(step_names, {"distinct answers": distinct}, None,
+    ui.chart(figures.step_lines(step_names, {"distinct answers": distinct},
                                 "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
                                 colors={"distinct answers": figures.VOTE}, height=260), "traj_distinct")
 
@@ -169,8 +168,6 @@ if res is not None and res[0] == branch_key:
                for k, bl in enumerate(blabels)]
     cnt = Counter(blabels)
     names = sorted(cnt, key=lambda k: (k == "invalid", -cnt[k]))
-    fig = go.Figure(go.Bar(x=names, y=[cnt[k] for k in names], marker_color=[figures.label_color(k.split(" (")[0])
-                                                                                for k in names]))
-    fig.update_yaxes(title="continuations")
-    ui.chart(figures.style(fig, f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
-                                f"(it ended on {labels[j]})", height=300, legend=False), "traj_branch_fig")
+    ui.chart(figures.bars(names, [cnt[k] for k in names], [figures.label_color(k.split(" (")[0]) for k in names],
+                          f"where {len(blabels)} continuations of trajectory {j} from step {from_step} end "
+                          f"(it ended on {labels[j]})", ytitle="continuations"), "traj_branch_fig")

@@ -137,16 +137,18 @@ def test_recursion_posterior_beside_the_prior(env):
     assert any(t.startswith("posterior q") for t in titles) and any("where the answer steered (KL" in t for t in titles), titles
 
 
-def test_stepping_figures_are_valid_plotly(env):
-    """The stepping figures are built as plain dicts (no validation at run time): check them against Plotly's
-    schema here, frames included."""
+def test_every_figure_is_valid_plotly(env):
+    """Every figure is built as plain dicts (no validation at run time): check each page's against Plotly's schema
+    here, frames included."""
     import plotly.graph_objects as go
 
-    for page, key in (("recursion", "rec_view"), ("trajectories", "traj_view"), ("generation", "gen_view")):
+    for page in ("tour", "recursion", "trajectories", "selection", "coverage", "generation"):
         at = open_page(page)
         clean(at)
-        spec = testkit.figures(at)[key]
-        go.Figure(spec)  # raises on an unknown property or a bad value
+        figs = testkit.figures(at)
+        assert figs, page
+        for key, spec in figs.items():
+            go.Figure(spec)  # raises on an unknown property or a bad value
 
 
 def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
@@ -516,10 +518,11 @@ def test_commitment_dots_count_the_trajectories_they_stand_for():
 
     fig = figures.commit_strip(np.array([0, 2, 2, 2]), ["solution 1", "solution 2", "solution 2", "invalid"],
                                ["1", "2", "3"], "when")
-    t = fig.data[0]
-    assert list(zip(t.y, t.x)) == [("solution 1", 0), ("solution 2", 2), ("invalid", 2)]
-    assert [c[0] for c in t.customdata] == [1, 2, 1] and t.marker.size[1] > t.marker.size[0] == t.marker.size[2]
-    assert t.customdata[1][2] == "1, 2"  # which trajectories, for the hover
+    t = fig.spec["data"][0]
+    assert list(zip(t["y"], t["x"])) == [("solution 1", 0), ("solution 2", 2), ("invalid", 2)]
+    size = t["marker"]["size"]
+    assert [c[0] for c in t["customdata"]] == [1, 2, 1] and size[1] > size[0] == size[2]
+    assert t["customdata"][1][2] == "1, 2"  # which trajectories, for the hover
 
 
 def test_csv_text_writes_columns_as_rows():
