@@ -5,7 +5,10 @@ stepping figures of app.stepfig). The tests check every figure of every page aga
 """
 from __future__ import annotations
 
+import base64
+import io
 import math
+from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
@@ -165,12 +168,12 @@ def _attacks(queens: list[int], cols: int) -> tuple[list, list]:
     return xs, ys
 
 
-def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y") -> list[dict]:
+def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y", small: bool = False) -> list[dict]:
     """One board as trace dicts on axes (xa, ya), drawn as people know the task (Task.board): N-Queens as a
     chessboard with P(queen) and the queens (given amber, attacking red, with the lines they attack along), Sudoku as digits (given amber, clashing
     red) over the decoder's confidence, graph colouring as the graph (nodes in their colours, clashing edges
     red), images in grey, ARC grids in the ARC palette. Always the same number of traces for a task, so that
-    animation frames can replace them."""
+    animation frames can replace them. small: one board of many (Sudoku's digits drawn at fewer pixels)."""
     pred = np.asarray(pred)
     S = len(pred)
     rows, cols = grid_shape(task, S)
@@ -240,15 +243,85 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
                  "hovertemplate": "colour %{z}<extra></extra>", **ax}]
     conf = np.asarray(probs, dtype=np.float32).max(-1) if probs is not None else np.ones(S, np.float32)
     sudoku = kind == "sudoku"
-    text = [(str(int(t) - 1) if int(t) > 1 else "") if sudoku else str(int(t)) for t in pred]
     gv = np.asarray(given) if given is not None else np.zeros(S)
-    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1,
-             "colorscale": PALE if sudoku else PROB_SCALE, "showscale": False, "xgap": 1, "ygap": 1,
-             "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+    colour = np.where(bad, 2, np.where(gv > 1, 1, 0))  # DIGIT_COLOURS: ink, given, clash
+    if sudoku:  # token t is the digit t - 1 (1: blank); the drawing is an image, the cells above it only hover
+        digits = np.where(pred > 1, pred - 1, 0).reshape(rows, cols)
+        return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": CLEAR,
+                 "showscale": False, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+                sudoku_image(digits, colour.reshape(rows, cols), conf.reshape(rows, cols), DIGIT_PX[small], ax)]
+    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
+             "showscale": False, "xgap": 1, "ygap": 1, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
             {"type": "scatter", "mode": "text", "x": [i % cols for i in range(S)], "y": [i // cols for i in range(S)],
-             "text": text, "hoverinfo": "skip", "showlegend": False,
-             "textfont": {"size": 13, "color": [CLASH if bad[i] else GIVEN if gv[i] > 1 else INK for i in range(S)]},
-             **ax}]
+             "text": [str(int(t)) for t in pred], "hoverinfo": "skip", "showlegend": False,
+             "textfont": {"size": 13, "color": [DIGIT_COLOURS[c] for c in colour]}, **ax}]
+
+
+# --- a Sudoku board as one small image ---------------------------------------------------------------------
+# 81 digits as SVG text cost ~15 ms of every redraw of a board (a step of Generation's 12 boards: ~150 ms); one image
+# per board draws in well under a millisecond, and a frame changes its source (docs/recipe.md). Plotly draws images
+# beneath heat maps, so the cells' colours are in the image too
+DIGIT_PX = {False: 24, True: 14}  # a cell's side in pixels: a board on its own (Recursion's), one of many (galleries)
+DIGIT_COLOURS = [INK, GIVEN, CLASH]
+LEVELS = 4  # alpha levels of the glyphs' anti-aliasing
+SHADES = 8  # levels of the cells' confidence (PALE, white to violet)
+CLEAR = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
+
+
+def _rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)], np.float64)
+
+
+@lru_cache(maxsize=2)
+def _glyphs(px: int) -> np.ndarray:
+    """(10, px, px) alpha levels 0..LEVELS-1 of the digits 1-9 centred in a cell (0: blank), with a transparent
+    last row and column (the gap between cells)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=round(px * 0.7))
+    out = np.zeros((10, px, px), np.uint8)
+    for d in range(1, 10):
+        im = Image.new("L", (px, px), 0)
+        ImageDraw.Draw(im).text(((px - 1) / 2, (px - 1) / 2), str(d), fill=255, font=font, anchor="mm")
+        out[d] = np.rint(np.asarray(im, np.float64) / 255 * (LEVELS - 1)).astype(np.uint8)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _palette() -> tuple[list[int], bytes]:
+    """Entry 0 transparent (the gaps); then per shade of the cell its colour and each digit colour blended over it
+    at each glyph level."""
+    rgb = [0, 0, 0]
+    lo, hi = _rgb(PALE[0][1]), _rgb(PALE[-1][1])
+    for b in range(SHADES):
+        cell = lo + (hi - lo) * b / (SHADES - 1)
+        rgb += np.rint(cell).astype(int).tolist()
+        for c in DIGIT_COLOURS:
+            for level in range(1, LEVELS):
+                rgb += np.rint(cell + (_rgb(c) - cell) * level / (LEVELS - 1)).astype(int).tolist()
+    return rgb, bytes([0] + [255] * (len(rgb) // 3 - 1))
+
+
+def sudoku_image(digits: np.ndarray, colour: np.ndarray, conf: np.ndarray, px: int, ax: dict) -> dict:
+    """digits (rows, cols) 0-9 (0: blank) in DIGIT_COLOURS[colour] on cells shaded by conf, px pixels a cell, as an
+    image trace over the board's cells."""
+    from PIL import Image
+
+    rows, cols = digits.shape
+    level = _glyphs(px)[digits]  # (rows, cols, px, px)
+    shade = np.clip(np.rint(np.asarray(conf, np.float64) * (SHADES - 1)), 0, SHADES - 1).astype(np.int64)
+    index = 1 + shade[:, :, None, None] * (1 + len(DIGIT_COLOURS) * (LEVELS - 1)) + \
+        np.where(level > 0, 1 + colour[:, :, None, None] * (LEVELS - 1) + level - 1, 0)
+    index[:, :, -1, :] = 0
+    index[:, :, :, -1] = 0
+    im = Image.fromarray(index.astype(np.uint8).transpose(0, 2, 1, 3).reshape(rows * px, cols * px), mode="P")
+    rgb, alpha = _palette()
+    im.putpalette(rgb)
+    buf = io.BytesIO()
+    im.save(buf, "PNG", transparency=alpha, compress_level=3)  # level 6 saves 10% at twice the time
+    d = 1 / px  # a pixel in cells; x0/y0 are the first pixel's centre
+    return {"type": "image", "source": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+            "x0": -0.5 + d / 2, "y0": -0.5 + d / 2, "dx": d, "dy": d, "zsmooth": "fast", "hoverinfo": "skip", **ax}
 
 
 def board(task, pred, probs=None, given=None, title=None, height=360, showscale=True) -> Spec:
@@ -293,7 +366,7 @@ def place(traces: list[dict], ranges: tuple[list, list], at: tuple[float, float]
     out = []
     for t in traces:
         t = dict(t)
-        if t["type"] == "heatmap":  # cell k's centre at x0 + k dx
+        if t["type"] in ("heatmap", "image"):  # cell (pixel) k's centre at x0 + k dx
             t.update(x0=move(t.get("x0", 0), x0, at[0]), y0=move(t.get("y0", 0), y0, at[1]),
                      dx=t.get("dx", 1) * scale, dy=t.get("dy", 1) * scale)
         else:
@@ -348,7 +421,7 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
     grid = Mosaic(lay, n, ncols, board_size(task, S), [0, 1], [0, 1], titled=bool(titles))
     data = []
     for i, b in enumerate(boards):
-        data += place(board_traces(task, b, None if probs is None else probs[i], given), board_ranges(task, len(b)),
+        data += place(board_traces(task, b, None if probs is None else probs[i], given, small=True), board_ranges(task, len(b)),
                       grid.box(i))
     lay["annotations"] = [grid.title(i, t) for i, t in enumerate(titles or [])]
     return Spec({"data": data, "layout": lay})

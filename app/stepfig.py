@@ -305,7 +305,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     def dynamic(i: int) -> list[dict]:
         out = []
         for j in range(N):
-            out += place(board_traces(task, pred[i, j], probs[i, j], given), board_ranges(task, S), grid.box(j))
+            out += place(board_traces(task, pred[i, j], probs[i, j], given, small=True), board_ranges(task, S), grid.box(j))
         out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": "x2",
                     "yaxis": "y2", "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip",
                     "showlegend": False})

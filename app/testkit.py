@@ -54,10 +54,12 @@ def free_port() -> int:
 class Server:
     """`streamlit run app/main.py` on a free localhost port; a context manager that always stops it."""
 
-    def __init__(self, env: dict | None = None, port: int | None = None, main: str = MAIN):
+    def __init__(self, env: dict | None = None, port: int | None = None, main: str = MAIN, cwd: str | None = None):
         self.port = port or free_port()
         self.env = env or {}
         self.main = main
+        # `python -m` puts the working directory first on sys.path: it decides which checkout's `app` is imported
+        self.cwd = cwd or str(Path(MAIN).parent.parent)
         self.proc = None
         self.started = None
 
@@ -79,7 +81,7 @@ class Server:
         import tempfile
 
         self.log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: an unread pipe fills and stalls the server
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(Path(MAIN).parent.parent), stdout=self.log,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.cwd, stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
         return self
 

@@ -122,7 +122,7 @@ def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
     """This checkout and another (e.g. `git worktree add DIR COMMIT`) served side by side, each view opened on both
     in turn (the order alternating): on a machine whose speed drifts, the pairs compare the code."""
     servers = {"this": testkit.Server(env), "other": testkit.Server({**env, "PYTHONPATH": str(other)},
-                                                                    main=str(other / "app" / "main.py"))}
+                                                                    main=str(other / "app" / "main.py"), cwd=str(other))}
     rows = []
     with servers["this"], servers["other"]:
         for srv in servers.values():
@@ -137,9 +137,11 @@ def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
     for r in rows:
         o, t = r["other"], r["this"]
         step = f"{o['step_ms']:.0f} / {t['step_ms']:.0f} ms" if "step_ms" in o and "step_ms" in t else ""
+        errors = "".join(f" error ({side}): {r[side]['error']}" for side in ("other", "this") if "error" in r[side])
         print(f"| {t['page']} | `{t['checkpoint']}` | {o['first_s']:.2f} / {t['first_s']:.2f} s | "
-              f"{o['reopen_s']:.2f} / {t['reopen_s']:.2f} s | {step} |")
-    ratios = {k: [r["this"][k] / r["other"][k] for r in rows if r["other"].get(k) and r["this"].get(k)]
+              f"{o['reopen_s']:.2f} / {t['reopen_s']:.2f} s | {step} |" + errors)
+    ok = [r for r in rows if "error" not in r["this"] and "error" not in r["other"]]  # a view that failed compares nothing
+    ratios = {k: [r["this"][k] / r["other"][k] for r in ok if r["other"].get(k) and r["this"].get(k)]
               for k in ("first_s", "reopen_s", "step_ms")}
     out = {"bench": "app-against", "other": str(other), "rows": rows,
            "median_this_over_other": {k: round(statistics.median(v), 3) for k, v in ratios.items() if v}}

@@ -674,6 +674,33 @@ def test_an_unconditional_task_has_one_input_the_blank_one(monkeypatch, tmp_path
     assert guide_curves(testkit.figures(at)["rec_view"])  # the digit's guidance, per step
 
 
+def test_sudoku_board_is_one_image_of_its_digits():
+    """Sudoku's digits are drawn into one image per board (81 SVG texts redraw slowly); the cells above it hover."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from app import figures
+    from gram.tasks import get_task
+
+    task = get_task("sudoku")
+    x = task.split("test", 0).inputs[0].numpy()
+    cells, image = figures.board_traces(task, x, None, x)
+    assert cells["type"] == "heatmap" and "confidence" in cells["hovertemplate"] and image["type"] == "image"
+    px = figures.DIGIT_PX[False]
+    index = np.asarray(Image.open(io.BytesIO(base64.b64decode(image["source"].split(",", 1)[1]))))
+    assert index.shape == (9 * px, 9 * px)
+    per_shade = 1 + len(figures.DIGIT_COLOURS) * (figures.LEVELS - 1)
+    full_given = 1 + 1 * (figures.LEVELS - 1) + figures.LEVELS - 2  # DIGIT_COLOURS[1] at the glyph's full level
+    for k in range(81):
+        r, c = divmod(k, 9)
+        part = (index[r * px:(r + 1) * px - 1, c * px:(c + 1) * px - 1].astype(int) - 1) % per_shade
+        assert (part == full_given).any() == (x[k] > 1)  # a given digit is drawn in the given colour, a blank is bare
+    small = figures.board_traces(task, x, None, x, small=True)[1]
+    assert small["dx"] == pytest.approx(1 / figures.DIGIT_PX[True])
+
+
 @pytest.mark.parametrize("name", ["nqueens7", "sudoku", "graph_coloring8", "mnist"])
 def test_board_galleries_are_valid_plotly_specs(name):
     """figures.Spec skips Plotly's validation in the app: every gallery shape must pass it here."""
