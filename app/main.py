@@ -50,7 +50,7 @@ if lesson:
                 "[data-testid='stExpander'] {display: none !important;}</style>", unsafe_allow_html=True)
 tasks = task_names()
 with st.sidebar:
-    st.markdown("<div class='gram-brand'>GRAM <span>Explorer</span></div>", unsafe_allow_html=True)
+    st.html("<div class='gram-brand'>GRAM <span>Explorer</span></div>")
     task = st.selectbox("Task", tasks, key=ui.state_key("g", "task", "nqueens7" if "nqueens7" in tasks else tasks[0],
                                                         valid=lambda v: v in tasks),
                         help="nqueens7 is the demo task: small boards learn in minutes on a CPU.")

@@ -23,7 +23,7 @@ FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: n
 
 def css() -> None:
     try:
-        st.markdown(f"<style>{(state.ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+        st.html(f"<style>{(state.ASSETS / 'style.css').read_text()}</style>")
     except OSError:
         pass
 
@@ -34,10 +34,11 @@ def header(title: str, lead: str) -> None:
     key = state_key("g", "fig", "png", valid=lambda v: v in FORMATS)
     text = f"<div class='gram-title'>{title}</div><div class='gram-lead'>{lead}</div>"
     if not advanced():
-        st.markdown(text, unsafe_allow_html=True)
+        st.html(text)
         return
     a, b = st.columns([6, 1])
-    a.markdown(text, unsafe_allow_html=True)
+    with a:
+        st.html(text)
     b.segmented_control("Save figures as", list(FORMATS), format_func=FORMATS.get, key=key, width="stretch",
                         help="The camera button in each figure's toolbar downloads it in this format: PNG at twice "
                              "the screen's resolution, or SVG, which stays sharp at any size on a slide.")
