@@ -95,11 +95,11 @@ def _trace(key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float
 @st.cache_resource(max_entries=48, show_spinner=False)
 def _analysed(what: str, key: str, x: tuple, n: int, seed: int, n_sup: int, temperature: float, record: str,
               latents: str, halt: bool, k: int):
+    # on disk beside its trace (the warmer makes the defaults'): a wide, deep view's fit or distances are slow
     tr = _trace(key, x, n, seed, n_sup, temperature, record, latents, halt)
-    if what == "pca":  # on disk beside its trace (the warmer makes the defaults'): a wide, deep fit is slow
-        return views.pca(key.rsplit("@", 1)[0], torch.tensor(x, dtype=torch.long), tr, k=k, n=n, seed=seed,
-                         n_sup=n_sup, temperature=temperature, record=record, latents=latents, halt=halt)
-    return analysis.per_step_spread(tr)  # pairwise distances: too slow to redo every run
+    args = dict(n=n, seed=seed, n_sup=n_sup, temperature=temperature, record=record, latents=latents, halt=halt)
+    path, xt = key.rsplit("@", 1)[0], torch.tensor(x, dtype=torch.long)
+    return views.pca(path, xt, tr, k=k, **args) if what == "pca" else views.spread(path, xt, tr, **args)
 
 
 def analysed(what: str, ckpt, x: torch.Tensor, *, k: int = 0, n: int = 1, seed: int = 0, n_sup: int = 8,

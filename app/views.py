@@ -22,6 +22,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
@@ -36,7 +37,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # what each page shows before it is touched; depth and noise scale come from the checkpoint's card
 PAGE = {
     "recursion": {"n": 1, "record": "transitions", "latents": "full", "max_depth": 64},
-    "trajectories": {"n": 32, "record": "transitions", "latents": "full", "max_depth": 32, "pca": 3},
+    "trajectories": {"n": 32, "record": "transitions", "latents": "full", "max_depth": 32, "pca": 3, "spread": True},
     "coverage": {"n": 64, "record": "steps", "latents": "pooled", "max_depth": 64},
     "generation": {"n": 12, "record": "steps", "latents": "pooled", "max_depth": 256},
     "tour": {"n": 16, "record": "transitions", "latents": "pooled", "max_depth": 32, "pca": 2},
@@ -54,6 +55,7 @@ BATCH_CHUNK = 512  # rows a batch rolls out at once: its working memory fits VIE
 # by gram.evaluate.draw, validity judged on the canonical answers (as `gram eval` judges them)
 BATCH_VERSION = 2
 PCA_VERSION = 1  # in a PCA's key, as BATCH_VERSION: a fit made another way (gram.analysis.pca) is refitted
+SPREAD_VERSION = 1  # the same for a view's spread (gram.analysis.per_step_spread)
 _WATCH = threading.local()  # per server thread (one per session's script run): when to abandon its rollouts
 
 
@@ -171,6 +173,11 @@ def pca_args(x: torch.Tensor, k: int, **trace_kwargs) -> dict:
     return {**trace_args(x, **trace_kwargs), "k": int(k), "version": PCA_VERSION}
 
 
+def spread_args(x: torch.Tensor, **trace_kwargs) -> dict:
+    """The arguments of a view's spread, as its cache key holds them: its trace's, and how it is computed."""
+    return {**trace_args(x, **trace_kwargs), "version": SPREAD_VERSION}
+
+
 def batch_args(*, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
     """The arguments of a batch view, as its cache key holds them."""
     return {"n_inputs": int(n_inputs), "n": int(n), "seed": int(seed), "n_sup": int(n_sup), "version": BATCH_VERSION}
@@ -233,6 +240,14 @@ def pca(path: str, x: torch.Tensor, tr: Trace, *, k: int, **trace_kwargs) -> ana
 
     t, _ = _cached("pca", path, pca_args(x, k, **trace_kwargs), compute)
     return analysis.Projection(t["coords"].numpy(), t["explained"].numpy(), t["mean"], t["axes"])
+
+
+def spread(path: str, x: torch.Tensor, tr: Trace, **trace_kwargs) -> np.ndarray:
+    """gram.analysis.per_step_spread of tr (the trace `trace(path, x, **trace_kwargs)` returns), cached on disk beside
+    it: pairwise distances at every step held up a first open of Trajectories by up to 0.5 s (docs/recipe.md)."""
+    t, _ = _cached("spread", path, spread_args(x, **trace_kwargs),
+                   lambda: {"spread": torch.from_numpy(analysis.per_step_spread(tr))})
+    return t["spread"].numpy()
 
 
 def batch(path: str, *, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
@@ -319,12 +334,15 @@ def warm(paths: list[str], log=print, stop: threading.Event | None = None) -> in
                     batch(path, **args)
                 else:
                     kw = {k: v for k, v in args.items() if k != "x"}
-                    k = PAGE[page].get("pca")
+                    k, spreads = PAGE[page].get("pca"), PAGE[page].get("spread", False)
                     found = on_disk("trace", path, trace_args(**args)) and (
-                        k is None or on_disk("pca", path, pca_args(args["x"], k, **kw)))
+                        k is None or on_disk("pca", path, pca_args(args["x"], k, **kw))) and (
+                        not spreads or on_disk("spread", path, spread_args(**args)))
                     tr = trace(path, **args)
                     if k is not None:
                         pca(path, args["x"], tr, k=k, **kw)
+                    if spreads:
+                        spread(path, args["x"], tr, **kw)
                 made += not found  # counted once made: a view refused or failed raises past this
                 log(f"{Path(path).name} {page}: {time.perf_counter() - t0:.2f}s")
         except Exception as e:  # a broken checkpoint must not stop the others

@@ -168,11 +168,19 @@ def test_views_are_cached_against_their_checkpoint(tiny_copy, fresh_cache, monke
         views.trace(str(tiny_copy), x, n=2, seed=0, n_sup=2)
 
 
-def test_the_warmer_makes_every_default_view_and_its_pca(tiny_copy, fresh_cache, monkeypatch):
+def test_the_warmer_makes_every_default_view_its_pca_and_spread(tiny_copy, fresh_cache, monkeypatch):
     from app import views
 
     assert views.warm([str(tiny_copy)], log=lambda _: None) == len(views.default_views(str(tiny_copy)))
     for page, args in views.default_views(str(tiny_copy)):
+        if views.PAGE[page].get("spread"):
+            kw = {k: v for k, v in args.items() if k != "x"}
+            assert views.on_disk("spread", str(tiny_copy), views.spread_args(**args))
+            tr = views.trace(str(tiny_copy), **args)
+            with monkeypatch.context() as m:
+                m.setattr(views.analysis, "per_step_spread", lambda *a, **k: pytest.fail("computed again"))
+                got = views.spread(str(tiny_copy), args["x"], tr, **kw)
+            assert np.allclose(got, analysis.per_step_spread(tr))
         if "pca" in views.PAGE[page]:
             kw = {k: v for k, v in args.items() if k != "x"}
             assert views.on_disk("pca", str(tiny_copy), views.pca_args(args["x"], views.PAGE[page]["pca"], **kw))
