@@ -29,11 +29,6 @@ def layout(title: str | None = None, height: int = 360, **fields) -> dict:
 
 
 def apply(fig, title: str | None = None, height: int = 360, **fields):
-    """layout() on a Plotly figure, with the template."""
-    import plotly.io as pio
-
-    # named per figure, a template is validated and copied each time; as the default (the app sets it
-    # once) Plotly applies it without
-    tpl = {} if pio.templates.default == TEMPLATE else {"template": TEMPLATE}
-    fig.update_layout(**tpl, **layout(title, height, **fields))
+    """layout() on a Plotly figure, with the template (the command line's figures; the app's are dicts)."""
+    fig.update_layout(template=TEMPLATE, **layout(title, height, **fields))
     return fig
