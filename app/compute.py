@@ -212,13 +212,19 @@ def known_solutions(task_name: str, seed: int, x: torch.Tensor) -> list[str] | N
 
 
 def known_targets(task_name: str, seed: int, x: torch.Tensor) -> list[torch.Tensor] | None:
+    return _known(task_name, seed, tuple(int(v) for v in x.tolist()))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _known(task_name: str, seed: int, x: tuple) -> list[torch.Tensor] | None:
+    row = torch.tensor(x)
     for name in ("test", "train"):  # the held-out split first: a small file, where most puzzles shown live
         s = _split(task_name, seed, name)
-        if s.inputs.shape[1:] != x.shape:
+        if s.inputs.shape[1:] != row.shape:
             return None
-        row = torch.nonzero((s.inputs == x.to(s.inputs.dtype)).all(1)).flatten()
-        if len(row):
-            return list(s.targets[s.owner == row[0]])
+        found = torch.nonzero((s.inputs == row).all(1)).flatten()
+        if len(found):
+            return list(s.targets[s.owner == found[0]])
     return None
 
 

@@ -18,11 +18,7 @@ from gram.style import BAD, DET, FONT, GRAM, INK, LPRM, MUTED, VOTE  # noqa: F40
 
 PROB_SCALE = [[0, "#f8fafc"], [0.5, "#c4b5fd"], [1, "#5b21b6"]]
 
-# the house look as a template Plotly.js reads (it knows no template by name): plotly_white's axes without their
-# automargin, which measures every label and can lay a figure out twice; figures set their margins instead
-AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2, "ticks": "",
-        "automargin": False, "title": {"standoff": 6}}
-TEMPLATE = {"layout": {"colorway": house.QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS}}
+TEMPLATE = house.APP_TEMPLATE
 AXES_MARGIN = {"l": 62, "b": 52}  # room for tick labels and an axis title on the left and below
 
 
@@ -87,7 +83,7 @@ def panel_title(text: str, xdom, ytop: float, size: int = 13, color: str = INK) 
             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size, "color": color}}
 
 
-def label_color(label: str, palette_index: dict | None = None) -> str:
+def label_color(label: str) -> str:
     if label == "invalid":
         return BAD
     try:
@@ -261,11 +257,12 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
 # 81 digits as SVG text cost ~15 ms of every redraw of a board (a step of Generation's 12 boards: ~150 ms); one image
 # per board draws in well under a millisecond, and a frame changes its source (docs/recipe.md). Plotly draws images
 # beneath heat maps, so the cells' colours are in the image too
-DIGIT_PX = {False: 24, True: 14}  # a cell's side in pixels: a board on its own (Recursion's), one of many (galleries)
+DIGIT_PX = {False: 32, True: 14}  # a cell's side in pixels: a board on its own (Recursion's), one of many (galleries)
 DIGIT_COLOURS = [INK, GIVEN, CLASH]
 LEVELS = 4  # alpha levels of the glyphs' anti-aliasing
 SHADES = 8  # levels of the cells' confidence (PALE, white to violet)
 CLEAR = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
+assert 1 + SHADES * (1 + len(DIGIT_COLOURS) * (LEVELS - 1)) <= 256  # the image's palette indices are bytes
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -274,8 +271,8 @@ def _rgb(hex_colour: str) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _glyphs(px: int) -> np.ndarray:
-    """(10, px, px) alpha levels 0..LEVELS-1 of the digits 1-9 centred in a cell (0: blank), with a transparent
-    last row and column (the gap between cells)."""
+    """(10, px, px) alpha levels 0..LEVELS-1 of the digits 1-9 centred in a cell's first px - 1 pixels (its last
+    row and column are the gap between cells, sudoku_image's); 0 is blank."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=round(px * 0.7))
@@ -324,7 +321,7 @@ def sudoku_image(digits: np.ndarray, colour: np.ndarray, conf: np.ndarray, px: i
             "x0": -0.5 + d / 2, "y0": -0.5 + d / 2, "dx": d, "dy": d, "zsmooth": "fast", "hoverinfo": "skip", **ax}
 
 
-def board(task, pred, probs=None, given=None, title=None, height=360, showscale=True) -> Spec:
+def board(task, pred, probs=None, given=None, title=None, height=360) -> Spec:
     lay = layout(title, height)
     xa, ya = board_axes(lay, 1, [0, 1], [0, 1], board_ranges(task, len(pred)))
     return Spec({"data": board_traces(task, pred, probs, given, xa, ya), "layout": lay})
@@ -334,7 +331,7 @@ def board_editor(task, x, pending: int | None = None, height: int = 380) -> Spec
     """The input x as a board with a click target on every cell (on every node of a graph): clicking one selects
     it, which the page turns into an edit (Task.edit). Cells that break a rule are drawn red."""
     x = np.asarray(x)
-    fig = board(task, x, None, x, height=height, showscale=False)
+    fig = board(task, x, None, x, height=height)
     if _kind(task) == "graph":
         angle = 2 * np.pi * np.arange(task.n) / task.n - np.pi / 2
         px, py, ids = np.cos(angle), np.sin(angle), list(range(task.n))
@@ -428,9 +425,9 @@ def board_grid(task, boards: list, titles: list[str] | None = None, given=None, 
 
 
 # --- per-step curves ---------------------------------------------------------------------------
-def step_ticks(step_names: list[str]) -> dict:
-    """About ten of the step names as an x axis's ticks (the axis counts record points)."""
-    every = max(1, len(step_names) // 10)
+def step_ticks(step_names: list[str], n: int = 10) -> dict:
+    """About n of the step names as an x axis's ticks (the axis counts record points)."""
+    every = max(1, len(step_names) // n)
     return {"tickvals": list(range(0, len(step_names), every)), "ticktext": step_names[::every]}
 
 
@@ -504,8 +501,10 @@ def bars(x: list, y, colors: list[str], title: str, xtitle: str = "", ytitle: st
     bar = {"type": "bar", "x": [str(v) for v in x], "y": _r(y), "marker": {"color": colors},
            **({"text": _r(y), "textposition": "auto"} if text else {}),
            **({"hovertemplate": hovertemplate} if hovertemplate else {})}
+    # the categories' labels turn when crowded: this axis keeps its automargin to make room for them
     return figure([bar], title, height, margin={**AXES_MARGIN, "b": 52 if xtitle else 30},
-                  xaxis=axis(xtitle, type="category"), yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
+                  xaxis=axis(xtitle, type="category", automargin=True),
+                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
 
 
 def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wrong: int) -> Spec:

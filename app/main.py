@@ -46,8 +46,8 @@ if pending:
 # a lesson link (?lesson=true) opens one focused view: no sidebar, no advanced panels, as TensorFlow Playground does
 lesson = st.session_state[ui.state_key("g", "lesson", False, lambda v: v.lower() in ("1", "true"))]
 if lesson:
-    st.markdown("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'], "
-                "[data-testid='stExpander'] {display: none !important;}</style>", unsafe_allow_html=True)
+    st.html("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'], "
+            "[data-testid='stExpander'] {display: none !important;}</style>")
 tasks = task_names()
 with st.sidebar:
     st.html("<div class='gram-brand'>GRAM <span>Explorer</span></div>")
@@ -100,8 +100,7 @@ with st.sidebar:
     job = training.active()
     if job is not None:
         st.progress(job.step / max(1, job.steps), text=f"training {job.name}: {job.step}/{job.steps}")
-    st.markdown("<div class='gram-foot'>Generative Recursive Reasoning Models · "
-                "offline · CPU-first</div>", unsafe_allow_html=True)
+    st.html("<div class='gram-foot'>Generative Recursive Reasoning Models · offline · CPU-first</div>")
 
 state.start_warmer()
 st.session_state["_selection"] = {"task": task, "mode": mode, "ckpt": ck, "seed": int(seed)}

@@ -92,20 +92,31 @@ def _base_layout(height: int, title: str | None = None) -> dict:
 
 
 def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annotations_of=None) -> list[dict]:
-    """One frame per carried step, holding of the traces it names (drawn: as first drawn) only the keys that
-    change: Plotly merges a frame into the drawn traces, so a key equal to the drawn one in every frame (a board's
-    cell positions, colour scale, hover text) need not travel 65 times."""
+    """One frame per carried step. Of the traces it names (drawn: as first drawn) only the keys that change at all
+    travel (a board's cell positions, colour scale, hover text stay with the drawn trace, which Plotly merges each
+    frame into), and after the first frame only what changed since the frame before: each later frame names the one
+    before as its baseframe, and Plotly computes a frame on top of its baseframe's (testkit.frames does the same),
+    so a board that has settled travels once, not 65 times."""
     datas = [data_of(i) for i in steps]
     # the type stays: a frame's trace without one reads as a scatter to Plotly's schema
     changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)}
                 for j in range(len(drawn))]
-    out = []
+    out, before = [], None
     for i, data in zip(steps, datas):
-        f = {"name": labels[i], "data": [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)],
-             "traces": traces}
-        if annotations_of is not None:
-            f["layout"] = {"annotations": annotations_of(i)}
+        state = [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)]
+        notes = annotations_of(i) if annotations_of is not None else None
+        if before is None:
+            f = {"name": labels[i], "data": state, "traces": traces}
+        else:
+            moved = [(j, {k: v for k, v in t.items() if k == "type" or v != was.get(k)})
+                     for j, (t, was) in enumerate(zip(state, before[0]))]
+            moved = [(j, t) for j, t in moved if len(t) > 1]
+            f = {"name": labels[i], "baseframe": before[2], "data": [t for _, t in moved],
+                 "traces": [traces[j] for j, _ in moved]}
+        if notes is not None and (before is None or notes != before[1]):
+            f["layout"] = {"annotations": notes}
         out.append(f)
+        before = (state, notes, labels[i])
     return out
 
 
@@ -130,7 +141,7 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     on_board = lambda traces, k: place(traces, b_ranges, row.box(k))
     on_map = lambda trace, k: place([trace], m_ranges, row.box(k), E / max(prow, pcol))
     latent, guide_dom, heads = (0.0, 0.26), (0.34, 0.62), (0.73, 1.0)  # room for the KL axis on the right
-    ticks = dict(tickvals=list(range(0, R, max(1, R // 6))), ticktext=labels[:: max(1, R // 6)])
+    ticks = figures.step_ticks(labels, 6)
     layout["xaxis5"] = _axis(latent, "y5", title={"text": "latent dimension (the most varying)"},
                              showticklabels=False)
     layout["yaxis5"] = _axis(mid, "x5", title={"text": "position"}, autorange="reversed", showticklabels=False)
@@ -292,8 +303,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     layout = _base_layout(height, title)
     grid_bottom = 250 / height
     grid = Mosaic(layout, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
-    layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"},
-                             tickvals=list(range(0, R, max(1, R // 12))), ticktext=labels[:: max(1, R // 12)])
+    layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"}, **figures.step_ticks(labels, 12))
     layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02], title={"text": "share / probability"})
     xs = list(range(R))
     palette = [figures.LPRM, figures.GRAM, figures.VOTE, figures.DET]

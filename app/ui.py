@@ -41,7 +41,8 @@ def header(title: str, lead: str) -> None:
         st.html(text)
     b.segmented_control("Save figures as", list(FORMATS), format_func=FORMATS.get, key=key, width="stretch",
                         help="The camera button in each figure's toolbar downloads it in this format: PNG at twice "
-                             "the screen's resolution, or SVG, which stays sharp at any size on a slide.")
+                             "the screen's resolution, or SVG, which stays sharp at any size on a slide (a Sudoku "
+                             "board is a picture in both).")
 
 
 def advanced() -> bool:

@@ -184,7 +184,7 @@ def batch_args(*, n_inputs: int, n: int, seed: int, n_sup: int) -> dict:
 
 
 def entry(kind: str, path: str, args: dict) -> tuple[str, Path]:
-    """(key, file) of a view on disk: `kind` is 'trace' or 'batch', args from trace_args / batch_args."""
+    """(key, file) of a view on disk: `kind` is 'trace', 'pca', 'spread' or 'batch', args from its *_args."""
     key = json.dumps({"kind": kind, "checkpoint": digest(path), **args}, sort_keys=True)
     return key, cache.cache_root() / "views" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 

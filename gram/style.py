@@ -12,7 +12,12 @@ LPRM = "#10b981"
 BAD = "#9ca3af"
 QUALITATIVE = ["#7c3aed", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#ec4899", "#14b8a6", "#8b5cf6", "#84cc16",
                "#f97316", "#06b6d4", "#a855f7", "#22c55e", "#eab308", "#3b82f6", "#d946ef", "#64748b", "#b45309"]
-TEMPLATE = "plotly_white"
+TEMPLATE = "plotly_white"  # the command line's figures: graph objects, their margins fitted by Plotly
+# the app's figures (plain dicts; Plotly.js reads no template by name): plotly_white's axes, each figure setting its
+# margins instead of the axes' automargin, which measures every label and can lay a figure out twice
+AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2, "ticks": "",
+        "automargin": False, "title": {"standoff": 6}}
+APP_TEMPLATE = {"layout": {"colorway": QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS}}
 
 
 def color(i: int) -> str:

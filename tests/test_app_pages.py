@@ -100,7 +100,7 @@ def test_bad_url_values_fall_back_with_a_warning(env):
 
 # --- recursion -----------------------------------------------------------------------------------
 def frames_differ(fig: dict, trace: int = 0) -> bool:
-    zs = [f["data"][trace].get("z") for f in fig["frames"]]
+    zs = [f["data"][trace].get("z") for f in testkit.frames(fig)]
     return any(z != zs[0] for z in zs[1:])
 
 
@@ -116,13 +116,14 @@ def test_recursion_steps_in_the_browser(env):
     assert [s["args"][0][0] for s in slider["steps"]] == [f["name"] for f in fig["frames"]]
     assert slider["active"] == R - 1  # opens at the last step
     assert {b["label"].split()[-1] for b in fig["layout"]["updatemenus"][0]["buttons"]} == {"play", "pause"}
-    assert all(f["traces"] == fig["frames"][0]["traces"] for f in fig["frames"])  # the same panels every frame
+    frames = testkit.frames(fig)
+    assert all(f["traces"] == frames[0]["traces"] for f in frames)  # the same panels every frame
     assert frames_differ(fig, 0)  # the board's probabilities change with the step
-    n_dyn = len(fig["frames"][0]["traces"])
-    assert fig["frames"][0]["data"][n_dyn - 1]["x"] == [0, 0] and fig["frames"][-1]["data"][n_dyn - 1]["x"] == [R - 1] * 2
+    n_dyn = len(frames[0]["traces"])
+    assert frames[0]["data"][n_dyn - 1]["x"] == [0, 0] and frames[-1]["data"][n_dyn - 1]["x"] == [R - 1] * 2
     names = set(testkit.trace_names(fig))
     assert {"LPRM value", "P(halt)", "P(halt), partner"} <= names
-    titles = [a["text"] for a in fig["frames"][0]["layout"]["annotations"]]
+    titles = [a["text"] for a in frames[0]["layout"]["annotations"]]
     assert any("where h moved" in t for t in titles) and any("where the prior explores" in t for t in titles)
 
 
@@ -167,7 +168,7 @@ def test_trajectories_width_and_projection(env):
     n_lines = lambda f: sum(1 for t in f["data"] if t.get("mode") == "lines" and t.get("xaxis") == "x")  # PCA panel
     fig = testkit.figures(at)["traj_view"]
     assert n_lines(fig) == 32
-    assert fig["frames"] and len(fig["frames"][0]["data"][0]["x"]) == 32  # each frame moves the 32 markers
+    assert fig["frames"] and all(len(f["data"][0]["x"]) == 32 for f in testkit.frames(fig))  # the 32 markers move
     widget(at, "slider", "traj_n").set_value(8).run()
     clean(at)
     fig = testkit.figures(at)["traj_view"]
@@ -245,11 +246,12 @@ def test_generation_steps_in_the_browser(env):
 
 def test_frames_carry_only_what_changes(env):
     """A frame's traces hold the keys that differ from the drawn traces in some frame; the rest (a board's cell
-    positions, colour scales) stays with the drawn trace, which Plotly merges each frame into."""
+    positions, colour scales) stays with the drawn trace, which Plotly merges each frame into. After the first,
+    a frame holds only what changed since the frame before, on top of which (its baseframe) Plotly computes it."""
     at = open_page("recursion", {"rec_depth": "4"})
     clean(at)
     fig = testkit.figures(at)["rec_view"]
-    frames = fig["frames"]
+    carried, frames = fig["frames"], testkit.frames(fig)
     for k, j in enumerate(frames[0]["traces"]):
         drawn = fig["data"][j]
         keys = set(frames[0]["data"][k])
@@ -258,6 +260,11 @@ def test_frames_carry_only_what_changes(env):
         assert not (unchanged & keys) - {"type"}
     board = frames[0]["traces"][0]  # the prior's board: its probabilities change, its grid does not
     assert "z" in frames[0]["data"][0] and "colorscale" not in frames[0]["data"][0] and fig["data"][board]["colorscale"]
+    for before, f, shown, was in zip(carried, carried[1:], frames[1:], frames):
+        assert f["baseframe"] == before["name"]
+        for j, d in zip(f["traces"], f["data"]):
+            k = shown["traces"].index(j)
+            assert all(key == "type" or v != was["data"][k].get(key) for key, v in d.items())
 
 
 def test_long_traces_keep_at_most_max_frames():
@@ -339,7 +346,7 @@ def test_sidebar_accuracy_prefers_the_cards_test_evaluation():
 def test_lesson_link_hides_the_sidebar_and_keeps_its_flag(env):
     at = open_page("recursion", {"g_lesson": "true"})
     clean(at)
-    assert any("stSidebar" in m.value and "display: none" in m.value for m in at.markdown)
+    assert any("stSidebar" in h.proto.body and "display: none" in h.proto.body for h in at.get("html"))
     assert at.query_params["g_lesson"] in ("True", ["True"], "true", ["true"])
 
 
@@ -356,10 +363,11 @@ def test_recursion_draws_the_guidance_per_step_and_the_noise_scale_moves_it(env)
     curves = guide_curves(fig)
     assert set(curves) == {"σ_p", "|μ_p|", "|ε|"} and all(len(y) == 6 for y in curves.values())
     # the panel's title carries the values of the shown step, frame by frame
-    last = fig["frames"][-1]["layout"]["annotations"][-1]["text"]
+    frames = testkit.frames(fig)
+    last = frames[-1]["layout"]["annotations"][-1]["text"]
     shown = float(re.search(r"\|ε\| ([0-9.e+-]+)", last).group(1))  # 3 significant digits; the curve 3 decimals
     assert abs(shown - curves["|ε|"][-1]) <= 1e-3 and "σ_p" in last
-    assert fig["frames"][0]["layout"]["annotations"][-1]["text"] != last or curves["|ε|"][0] == curves["|ε|"][-1]
+    assert frames[0]["layout"]["annotations"][-1]["text"] != last or curves["|ε|"][0] == curves["|ε|"][-1]
     # eps = mu_p + sigma_p * scale * z: at scale 0 the noise drawn is its mean; at 2 it is larger
     widget(at, "slider", "rec_temp").set_value(0.0).run()
     cold = guide_curves(testkit.figures(at)["rec_view"])
@@ -672,6 +680,19 @@ def test_an_unconditional_task_has_one_input_the_blank_one(monkeypatch, tmp_path
     assert "rec_src" not in keys_of(at, "button_group")  # no puzzle to pick or type
     assert any("Input: **blank**" in m.value for m in at.markdown)
     assert guide_curves(testkit.figures(at)["rec_view"])  # the digit's guidance, per step
+
+
+def test_figures_no_page_opens_on_are_valid_plotly():
+    """The Train page's curves and the bars drawn after a click are dicts too: checked against the schema here."""
+    import plotly.graph_objects as go
+
+    from app import figures
+
+    history = [{"step": s, "loss": 1 / s, "ce": 0.5 / s, "kl": 0.1, "train_accuracy": 0.5, "train_prior_accuracy": 0.4}
+               for s in range(1, 12)] + [{"step": 10, "prior_accuracy": 0.6, "posterior_accuracy": 0.7}]
+    go.Figure(figures.training_figure(history).spec)
+    go.Figure(figures.bars(["solution 1", "solution 12 (new)", "invalid"], [3, 1, 2], ["#7c3aed"] * 3, "where they end",
+                           ytitle="continuations").spec)
 
 
 def test_sudoku_board_is_one_image_of_its_digits():

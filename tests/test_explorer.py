@@ -171,25 +171,26 @@ def test_views_are_cached_against_their_checkpoint(tiny_copy, fresh_cache, monke
 def test_the_warmer_makes_every_default_view_its_pca_and_spread(tiny_copy, fresh_cache, monkeypatch):
     from app import views
 
-    assert views.warm([str(tiny_copy)], log=lambda _: None) == len(views.default_views(str(tiny_copy)))
-    for page, args in views.default_views(str(tiny_copy)):
-        if views.PAGE[page].get("spread"):
-            kw = {k: v for k, v in args.items() if k != "x"}
-            assert views.on_disk("spread", str(tiny_copy), views.spread_args(**args))
-            tr = views.trace(str(tiny_copy), **args)
-            with monkeypatch.context() as m:
-                m.setattr(views.analysis, "per_step_spread", lambda *a, **k: pytest.fail("computed again"))
-                got = views.spread(str(tiny_copy), args["x"], tr, **kw)
-            assert np.allclose(got, analysis.per_step_spread(tr))
-        if "pca" in views.PAGE[page]:
-            kw = {k: v for k, v in args.items() if k != "x"}
-            assert views.on_disk("pca", str(tiny_copy), views.pca_args(args["x"], views.PAGE[page]["pca"], **kw))
-            tr = views.trace(str(tiny_copy), **args)
-            with monkeypatch.context() as m:
-                m.setattr(views.analysis, "pca", lambda *a, **k: pytest.fail("fitted again"))
-                p = views.pca(str(tiny_copy), args["x"], tr, k=views.PAGE[page]["pca"], **kw)
-            fit = analysis.pca(tr.h, k=views.PAGE[page]["pca"])
+    path = str(tiny_copy)
+    assert views.warm([path], log=lambda _: None) == len(views.default_views(path))
+    for page, args in views.default_views(path):
+        kw = {k: v for k, v in args.items() if k != "x"}
+        k, spreads = views.PAGE[page].get("pca"), views.PAGE[page].get("spread", False)
+        if not (k or spreads):
+            continue
+        assert not k or views.on_disk("pca", path, views.pca_args(args["x"], k, **kw))
+        assert not spreads or views.on_disk("spread", path, views.spread_args(**args))
+        tr = views.trace(path, **args)
+        with monkeypatch.context() as m:  # read from disk, not computed again
+            m.setattr(views.analysis, "pca", lambda *a, **_: pytest.fail("fitted again"))
+            m.setattr(views.analysis, "per_step_spread", lambda *a, **_: pytest.fail("computed again"))
+            p = views.pca(path, args["x"], tr, k=k, **kw) if k else None
+            spread = views.spread(path, args["x"], tr, **kw) if spreads else None
+        if p is not None:
+            fit = analysis.pca(tr.h, k=k)
             assert np.allclose(p.coords, fit.coords) and np.allclose(p.explained, fit.explained)
+        if spread is not None:
+            assert np.allclose(spread, analysis.per_step_spread(tr))
     assert views.warm([str(tiny_copy)], log=lambda _: None) == 0  # all on disk: nothing computed
 
 
