@@ -85,7 +85,7 @@ for col, name, idx, good in ((a1, "majority vote", iv[k], vote_ok[k]), (a2, "LPR
         st.markdown(f"**{name}** picks sample {idx} ({votes}/{n} votes, value {values[idx]:.2f}) "
                     f"<span class='gram-pill {'ok' if good else 'bad'}'>{'valid' if good else 'invalid'}</span>",
                     unsafe_allow_html=True)
-        ui.chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320, showscale=False),
+        ui.chart(figures.board(task, samples[idx].numpy(), None, x.numpy(), height=320),
                  f"sel_board_{name.split()[0]}")
 with a3:
     order = np.argsort(-values)

@@ -63,7 +63,7 @@ final = None if tr is None else task.canonical(tr.final)  # answers, not their s
 story = ui.tour_story(task, sel["mode"] if ck is None else ck.mode, len(known) if known else None,
                       views.PAGE["tour"]["n"])
 with step(1, "recursion", "Open a puzzle in Recursion"):
-    ui.chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300, showscale=False), "tour_puzzle")
+    ui.chart(figures.board(task, x.numpy(), None, x.numpy(), title=what, height=300), "tour_puzzle")
 
 with step(2, "recursion", "Scrub through the recursion"):
     if tr is not None:
