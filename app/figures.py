@@ -64,7 +64,8 @@ def figure(data: list[dict], title: str | None = None, height: int = 360, legend
 
 
 def axis(title: str = "", **fields) -> dict:
-    return {**({"title": {"text": title}} if title else {}), **fields}
+    """An axis's layout: its title, and the fields that are not None."""
+    return {**({"title": {"text": title}} if title else {}), **{k: v for k, v in fields.items() if v is not None}}
 
 
 def board_axes(lay: dict, k: int, xdom, ydom, ranges: tuple[list, list]) -> tuple[str, str]:
@@ -238,16 +239,15 @@ def board_traces(task, pred, probs=None, given=None, xa: str = "x", ya: str = "y
                  "colorscale": scale, "showscale": False, "xgap": 0.5, "ygap": 0.5,
                  "hovertemplate": "colour %{z}<extra></extra>", **ax}]
     conf = np.asarray(probs, dtype=np.float32).max(-1) if probs is not None else np.ones(S, np.float32)
-    sudoku = kind == "sudoku"
     gv = np.asarray(given) if given is not None else np.zeros(S)
     colour = np.where(bad, 2, np.where(gv > 1, 1, 0))  # DIGIT_COLOURS: ink, given, clash
-    if sudoku:  # token t is the digit t - 1 (1: blank); the drawing is an image, the cells above it only hover
+    cells = {"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "showscale": False,
+             "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax}
+    if kind == "sudoku":  # token t is the digit t - 1 (1: blank); the drawing is an image, the cells above it only hover
         digits = np.where(pred > 1, pred - 1, 0).reshape(rows, cols)
-        return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": CLEAR,
-                 "showscale": False, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+        return [{**cells, "colorscale": CLEAR},
                 sudoku_image(digits, colour.reshape(rows, cols), conf.reshape(rows, cols), DIGIT_PX[small], ax)]
-    return [{"type": "heatmap", "z": _r(conf.reshape(rows, cols), 2), "zmin": 0, "zmax": 1, "colorscale": PROB_SCALE,
-             "showscale": False, "xgap": 1, "ygap": 1, "hovertemplate": "confidence %{z:.2f}<extra></extra>", **ax},
+    return [{**cells, "colorscale": PROB_SCALE, "xgap": 1, "ygap": 1},
             {"type": "scatter", "mode": "text", "x": [i % cols for i in range(S)], "y": [i // cols for i in range(S)],
              "text": [str(int(t)) for t in pred], "hoverinfo": "skip", "showlegend": False,
              "textfont": {"size": 13, "color": [DIGIT_COLOURS[c] for c in colour]}, **ax}]
@@ -439,7 +439,7 @@ def step_lines(x_labels: list[str], series: dict[str, np.ndarray], title: str, y
             for i, (name, y) in enumerate(series.items())]
     return figure(data, title, height, legend=len(series) > 1, margin=AXES_MARGIN,
                   xaxis=axis("step (supervision.transition)", showgrid=False, **step_ticks(x_labels)),
-                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
+                  yaxis=axis(ytitle, range=yrange))
 
 
 # --- trajectories ---------------------------------------------------------------------------
@@ -469,7 +469,7 @@ def pca_figure(coords: np.ndarray, explained: np.ndarray, labels: list[str], tit
     return figure(data, title, height, legend=True, margin=AXES_MARGIN,
                   xaxis=axis(f"PC1 ({100 * explained[0]:.1f}% of variance)", range=pad(coords[..., 0]), zeroline=False),
                   yaxis=axis(f"PC2 ({100 * explained[1]:.1f}% of variance)" if k > 1 else "",
-                             **({"range": pad(coords[..., 1])} if k > 1 else {}), zeroline=False))
+                             range=pad(coords[..., 1]) if k > 1 else None, zeroline=False))
 
 
 # --- curves and bars ------------------------------------------------------------------------
@@ -490,9 +490,9 @@ def curves(x, series: dict[str, list], title: str, xtitle: str, ytitle: str, col
         fields["annotations"] = [{"text": target[1], "xref": "paper", "x": 1, "y": target[0], "xanchor": "right",
                                   "yanchor": "bottom", "showarrow": False, "font": {"color": MUTED}}]
     return figure(data, title, height, legend=True, margin=AXES_MARGIN,
-                  xaxis=axis(xtitle, type="log" if log_x else "linear",
-                             **({"tickvals": xs_all, "ticktext": [str(v) for v in xs_all]} if log_x else {})),
-                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})), **fields)
+                  xaxis=axis(xtitle, type="log" if log_x else "linear", tickvals=xs_all if log_x else None,
+                             ticktext=[str(v) for v in xs_all] if log_x else None),
+                  yaxis=axis(ytitle, range=yrange), **fields)
 
 
 def bars(x: list, y, colors: list[str], title: str, xtitle: str = "", ytitle: str = "", yrange=None,
@@ -504,7 +504,7 @@ def bars(x: list, y, colors: list[str], title: str, xtitle: str = "", ytitle: st
     # the categories' labels turn when crowded: this axis keeps its automargin to make room for them
     return figure([bar], title, height, margin={**AXES_MARGIN, "b": 52 if xtitle else 30},
                   xaxis=axis(xtitle, type="category", automargin=True),
-                  yaxis=axis(ytitle, **({"range": list(yrange)} if yrange else {})))
+                  yaxis=axis(ytitle, range=yrange))
 
 
 def disagreement_bars(n_same: int, n_vote_only: int, n_lprm_only: int, n_both_wrong: int) -> Spec:

@@ -101,22 +101,22 @@ def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annota
     # the type stays: a frame's trace without one reads as a scatter to Plotly's schema
     changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)}
                 for j in range(len(drawn))]
-    out, before = [], None
+    out, last_state, last_notes = [], None, None
     for i, data in zip(steps, datas):
         state = [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)]
         notes = annotations_of(i) if annotations_of is not None else None
-        if before is None:
+        if last_state is None:
             f = {"name": labels[i], "data": state, "traces": traces}
         else:
             moved = [(j, {k: v for k, v in t.items() if k == "type" or v != was.get(k)})
-                     for j, (t, was) in enumerate(zip(state, before[0]))]
+                     for j, (t, was) in enumerate(zip(state, last_state))]
             moved = [(j, t) for j, t in moved if len(t) > 1]
-            f = {"name": labels[i], "baseframe": before[2], "data": [t for _, t in moved],
+            f = {"name": labels[i], "baseframe": out[-1]["name"], "data": [t for _, t in moved],
                  "traces": [traces[j] for j, _ in moved]}
-        if notes is not None and (before is None or notes != before[1]):
+        if notes is not None and (last_state is None or notes != last_notes):
             f["layout"] = {"annotations": notes}
         out.append(f)
-        before = (state, notes, labels[i])
+        last_state, last_notes = state, notes
     return out
 
 

@@ -121,8 +121,8 @@ def view_row(browser, base: str, name: str, ck: str, repeat: int) -> dict:
 def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
     """This checkout and another (e.g. `git worktree add DIR COMMIT`) served side by side, each view opened on both
     in turn (the order alternating): on a machine whose speed drifts, the pairs compare the code."""
-    servers = {"this": testkit.Server(env), "other": testkit.Server({**env, "PYTHONPATH": str(other)},
-                                                                    main=str(other / "app" / "main.py"), cwd=str(other))}
+    servers = {"this": testkit.Server(env), "other": testkit.Server(env, main=str(other / "app" / "main.py"),
+                                                                    cwd=str(other))}
     rows = []
     with servers["this"], servers["other"]:
         for srv in servers.values():
@@ -174,8 +174,8 @@ def main(argv=None) -> dict:
     if not args.no_warm:
         t0 = time.perf_counter()
         for tree in [ROOT] + ([args.against.resolve()] if args.against else []):
-            subprocess.run([sys.executable, "-m", "app.warm", "--quiet"], cwd=tree, check=True,
-                           env={**os.environ, "PYTHONPATH": str(tree)})
+            # `python -m` puts the working directory first on sys.path: each tree warms with its own `app`
+            subprocess.run([sys.executable, "-m", "app.warm", "--quiet"], cwd=tree, check=True)
         out["warm_s"] = round(time.perf_counter() - t0, 1)
     if args.against:
         with sync_playwright() as p:
