@@ -431,15 +431,29 @@ def step_ticks(step_names: list[str], n: int = 10) -> dict:
     return {"tickvals": list(range(0, len(step_names), every)), "ticktext": step_names[::every]}
 
 
-def step_lines(x_labels: list[str], series: dict[str, np.ndarray], title: str, ytitle: str = "", yrange=(0, 1),
-               colors: dict | None = None, height: int = 280) -> Spec:
-    data = [{"type": "scatter", "x": list(range(len(y))), "y": _r(y), "mode": "lines+markers", "name": name,
-             "line": {"width": 3, "color": (colors or {}).get(name, house.color(i))}, "marker": {"size": 5},
-             "customdata": x_labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"}
-            for i, (name, y) in enumerate(series.items())]
-    return figure(data, title, height, legend=len(series) > 1, margin=AXES_MARGIN,
-                  xaxis=axis("step (supervision.transition)", showgrid=False, **step_ticks(x_labels)),
-                  yaxis=axis(ytitle, range=yrange))
+def step_lines(x_labels: list[str], panels: list[dict], height: int = 280) -> Spec:
+    """Per-step curves in panels side by side on one figure (a figure fewer to draw per panel), each panel a dict:
+    title, series {name: y per step}, and optionally ytitle, yrange (default (0, 1); None: automatic), colors."""
+    gap = 0.1  # paper width between panels: the right panel's tick labels
+    w = (1 - gap * (len(panels) - 1)) / len(panels)
+    data, lay, n_series = [], {"annotations": []}, 0
+    for k, p in enumerate(panels):
+        xs, dom = "" if k == 0 else str(k + 1), [k * (w + gap), k * (w + gap) + w]
+        for name, y in p["series"].items():
+            data.append({"type": "scatter", "x": list(range(len(y))), "y": _r(y), "mode": "lines+markers", "name": name,
+                         "xaxis": f"x{xs}", "yaxis": f"y{xs}", "marker": {"size": 5},
+                         "line": {"width": 3, "color": p.get("colors", {}).get(name, house.color(n_series))},
+                         "customdata": x_labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>" + name + "</extra>"})
+            n_series += 1
+        lay[f"xaxis{xs}"] = axis("step (supervision.transition)", showgrid=False, domain=dom, anchor=f"y{xs}",
+                                 **step_ticks(x_labels))
+        lay[f"yaxis{xs}"] = axis(p.get("ytitle", ""), range=p.get("yrange", (0, 1)), anchor=f"x{xs}")
+        lay["annotations"].append(panel_title(p["title"], dom, 1.0, size=15))
+    legend = any(len(p["series"]) > 1 for p in panels)
+    fig = figure(data, None, height, legend=legend, margin={**AXES_MARGIN, "t": 34 + (30 if legend else 0)}, **lay)
+    if legend:  # above the panels' titles
+        fig.spec["layout"]["legend"]["y"] = 1 + 30 / height
+    return fig
 
 
 # --- trajectories ---------------------------------------------------------------------------

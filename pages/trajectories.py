@@ -88,15 +88,11 @@ else:
     ui.stepping_chart(fig, "traj_view3")
 
 rms, distinct = compute.analysed("spread", ck, x, **view), analysis.distinct_per_step(ans)
-s1, s2 = st.columns(2)
-with s1:
-    ui.chart(figures.step_lines(step_names, {"spread of h across samples": rms},
-                                "how far apart the trajectories are", yrange=None,
-                                colors={"spread of h across samples": figures.GRAM}, height=260), "traj_spread")
-with s2:
-    ui.chart(figures.step_lines(step_names, {"distinct answers": distinct},
-                                "distinct decoded answers among the N samples", yrange=(0, n + 0.5),
-                                colors={"distinct answers": figures.VOTE}, height=260), "traj_distinct")
+ui.chart(figures.step_lines(step_names, [
+    {"title": "how far apart the trajectories are", "series": {"spread of h across samples": rms}, "yrange": None,
+     "colors": {"spread of h across samples": figures.GRAM}},
+    {"title": "distinct decoded answers among the N samples", "series": {"distinct answers": distinct},
+     "yrange": (0, n + 0.5), "colors": {"distinct answers": figures.VOTE}}], height=260), "traj_curves")
 
 st.markdown("#### When and where do trajectories decide?")
 st.caption("Each trajectory keeps changing its answer for a while, then commits. Left: the step at which each "

@@ -73,9 +73,9 @@ def drawn(page, timeout_ms=180_000) -> None:
     page.wait_for_function(DRAWN, timeout=timeout_ms, polling=50)
 
 
-def cold_start(browser, main: str, env: dict, path: str = "/") -> float:
+def cold_start(browser, main: str, env: dict, path: str = "/", cwd: str | None = None) -> float:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    srv = testkit.Server(env, main=main)
+    srv = testkit.Server(env, main=main, cwd=cwd)
     with srv:
         srv.wait_healthy(180)
         page.goto(srv.url + path)
@@ -118,11 +118,15 @@ def view_row(browser, base: str, name: str, ck: str, repeat: int) -> dict:
     return row
 
 
-def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
-    """This checkout and another (e.g. `git worktree add DIR COMMIT`) served side by side, each view opened on both
-    in turn (the order alternating): on a machine whose speed drifts, the pairs compare the code."""
-    servers = {"this": testkit.Server(env), "other": testkit.Server(env, main=str(other / "app" / "main.py"),
-                                                                    cwd=str(other))}
+def against(browser, other: Path, env: dict, views: list, repeat: int, cold_repeats: int) -> dict:
+    """This checkout and another (e.g. `git worktree add DIR COMMIT`): their cold starts in turn, then both served
+    side by side, each view opened on both in turn (the order alternating): on a machine whose speed drifts, the
+    pairs compare the code."""
+    mains = {"this": (testkit.MAIN, None), "other": (str(other / "app" / "main.py"), str(other))}
+    cold = [{side: cold_start(browser, mains[side][0], env, cwd=mains[side][1])
+             for side in (("this", "other") if k % 2 == 0 else ("other", "this"))} for k in range(cold_repeats)]
+    print(json.dumps({"cold_s": cold}), file=sys.stderr, flush=True)
+    servers = {side: testkit.Server(env, main=m, cwd=cwd) for side, (m, cwd) in mains.items()}
     rows = []
     with servers["this"], servers["other"]:
         for srv in servers.values():
@@ -143,8 +147,11 @@ def against(browser, other: Path, env: dict, views: list, repeat: int) -> dict:
     ok = [r for r in rows if "error" not in r["this"] and "error" not in r["other"]]  # a view that failed compares nothing
     ratios = {k: [r["this"][k] / r["other"][k] for r in ok if r["other"].get(k) and r["this"].get(k)]
               for k in ("first_s", "reopen_s", "step_ms")}
-    out = {"bench": "app-against", "other": str(other), "rows": rows,
+    ratios["cold_s"] = [c["this"] / c["other"] for c in cold]
+    out = {"bench": "app-against", "other": str(other), "cold_s": cold, "rows": rows,
            "median_this_over_other": {k: round(statistics.median(v), 3) for k, v in ratios.items() if v}}
+    print("\ncold start (server launch to the Tour drawn), other / this: "
+          + ", ".join(f"{c['other']:.2f} / {c['this']:.2f} s" for c in cold))
     print("\nmedian this / other: " + "; ".join(f"{k} {v}" for k, v in out["median_this_over_other"].items()))
     print(json.dumps(out), flush=True)
     return out
@@ -157,7 +164,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="step repeats per view")
     ap.add_argument("--no-warm", action="store_true", help="do not run `python -m app.warm` first")
     ap.add_argument("--floor-repeats", type=int, default=3,
-                    help="times the floor and the app's cold start are measured (the medians are reported)")
+                    help="times the floor and the app's cold start are measured (the medians are reported); "
+                         "with --against, the times each tree's cold start is")
     ap.add_argument("--against", type=Path, help="another checkout (e.g. `git worktree add DIR COMMIT`): serve both "
                     "and open each view on both in turn instead of the floor's table (see `against`)")
     args = ap.parse_args(argv)
@@ -180,7 +188,7 @@ def main(argv=None) -> dict:
     if args.against:
         with sync_playwright() as p:
             browser = testkit.launch_browser(p)
-            return against(browser, args.against.resolve(), env, views, args.repeat)
+            return against(browser, args.against.resolve(), env, views, args.repeat, args.floor_repeats)
     floor_main = Path(tempfile.mkdtemp(prefix="gram-floor-")) / "floor.py"
     floor_main.write_text(FLOOR)
     rows = []

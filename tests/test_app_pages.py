@@ -53,7 +53,7 @@ def widget(at: AppTest, kind: str, key: str):
 EXPECTED = {
     "tour": {"tour_puzzle", "tour_steps", "tour_pca", "tour_cov"},
     "recursion": {"rec_view"},
-    "trajectories": {"traj_view", "traj_spread", "traj_distinct"},
+    "trajectories": {"traj_view", "traj_curves"},
     "selection": {"sel_curve", "sel_bars", "sel_values"},
     "coverage": {"cov_curve", "cov_commit"},
     "generation": {"gen_view"},
