@@ -47,10 +47,15 @@ _ALL_DIGITS = 0x3FE  # bits 1..9
 
 
 # --- exact solver -----------------------------------------------------------------------------------
-def solve(grid: list[int], limit: int = 2, rng: random.Random | None = None) -> tuple[list[list[int]], int]:
+def solve(grid: list[int], limit: int = 2, rng: random.Random | None = None,
+          exclude: tuple[int, int] | None = None) -> tuple[list[list[int]], int]:
     """Backtracking over bitmasks, always branching on the cell with the fewest candidates (so forced
     cells are filled without branching). grid: 81 ints, 0 = blank. Returns up to `limit` solutions and the
-    number of branching nodes (the effort rating). rng shuffles the digit order (random complete grids)."""
+    number of branching nodes (the effort rating). rng shuffles the digit order (random complete grids);
+    exclude = (cell, digit) leaves out the solutions with that digit in that cell."""
+    ban = [0] * 81
+    if exclude is not None:
+        ban[exclude[0]] = 1 << exclude[1]
     rows, cols, boxes = [0] * 9, [0] * 9, [0] * 9
     for i, d in enumerate(grid):
         if d:
@@ -71,7 +76,7 @@ def solve(grid: list[int], limit: int = 2, rng: random.Random | None = None) -> 
         for i in empty:
             if g[i]:
                 continue
-            cand = _ALL_DIGITS & ~(rows[i // 9] | cols[i % 9] | boxes[BOX[i]])
+            cand = _ALL_DIGITS & ~(rows[i // 9] | cols[i % 9] | boxes[BOX[i]] | ban[i])
             n = cand.bit_count()
             if n < best_n:
                 best, best_cand, best_n = i, cand, n
@@ -119,7 +124,8 @@ def generate_puzzle(rng: random.Random, clues: int = 30) -> tuple[list[int], lis
         if n <= clues:
             break
         d, puzzle[i] = puzzle[i], 0
-        if len(solve(puzzle, 2)[0]) > 1:
+        # one search for a solution without d there (the known one has it) instead of a search for two
+        if solve(puzzle, 1, exclude=(i, d))[0]:
             puzzle[i] = d  # removing it would allow a second solution
         else:
             n -= 1
