@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from gram.evaluate import SampleSet, metrics
 from gram.tasks import get_task
-from gram.tasks.sudoku import (BLANK, Sudoku, apply_augmentation, generate_puzzle, invert_augmentation, keeps_givens,
-                               random_augmentations, random_grid, read_extreme_csv, solve, valid_grids)
+from gram.tasks.sudoku import (BLANK, Sudoku, apply_augmentation, dig, dig_all, draw_grid, generate_puzzle,
+                               invert_augmentation, keeps_givens, random_augmentations, random_grid, read_extreme_csv,
+                               solve, valid_grids)
 
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
@@ -68,6 +69,27 @@ def test_splits(task):
         sols, _ = solve([v - 1 if v > 1 else 0 for v in x])
         assert [[d + 1 for d in s] for s in sols] == [y]
     assert torch.equal(task.split("test", 0).inputs, Sudoku().split("test", 0).inputs)  # deterministic
+
+
+def test_hard_puzzles_in_the_stream_and_reported_apart():
+    mixed = Sudoku("sudoku_mixed", n_test=16, hard_clues=22)
+    test = mixed.split("test")
+    givens = (test.inputs > BLANK).sum(1)
+    assert (givens[0::2] == 30).all() and (givens[1::2] <= 27).all()  # every second puzzle dug towards 22
+    assert torch.equal(test.inputs[0], get_task("sudoku").split("test").inputs[0])  # the same grids as the stream's
+    assert mixed.is_correct(test.inputs[test.owner], test.targets).all()
+    samples = test.targets[:, None].expand(-1, 2, -1).clone()
+    samples[1::4, 1] = BLANK  # one of two samples wrong on every second hard puzzle
+    m = mixed.extra_metrics(test, samples, {"vote": torch.zeros(16, dtype=torch.long)})
+    hard = int((givens <= 26).sum())
+    assert m["puzzles_hard"] == hard and m["puzzles_medium"] == 16 - hard and m["accuracy_vote_hard"] == 1.0
+    assert m["accuracy_medium"] == 1.0 and m["accuracy_hard"] == pytest.approx(1 - 0.5 * 4 / hard)
+
+
+def test_parallel_dig_gives_the_same_puzzles():
+    rng = random.Random(4)
+    jobs = [(*draw_grid(rng), 22 if k % 2 else 30) for k in range(6)]
+    assert dig_all(jobs, parallel_from=1) == [dig(*j) for j in jobs]
 
 
 @settings(max_examples=40, deadline=None)

@@ -6,14 +6,17 @@ Tokens: 0 pad, 1 blank, 2-10 digits 1-9; 81 cells, row-major. The core uses the 
 Data. Sudoku-Extreme (CSV `source,question,answer,rating`, '.' for blanks) cannot be downloaded here,
 so puzzles are generated locally: a random complete grid (randomised backtracking), then clues removed
 in random order while the solution stays unique, down to `clues` givens (a minimal puzzle may stop
-above it). Difficulty knobs: `clues` (fewer is harder) and `min_rating`, a floor on the solver-effort
+above it). Difficulty knobs: `clues` (fewer is harder), `hard_clues` (every second puzzle of the stream
+dug down to that many instead: 22 gives 23-27 givens) and `min_rating`, a floor on the solver-effort
 rating = branching nodes the exact solver needs (Sudoku-Extreme's `rating` column plays that role).
-Generation is pure Python (~10-20 ms a puzzle at 30 clues, ~110 ms for minimal ones), so the generated
-set is augmented, as HRM/TRM do for Sudoku-Extreme-1k: 2,048 training puzzles x 32 augmentations (~20 s
-to generate; with 256 the model overfit: 77% of training rows solved against 52% held out) and 64 test
-puzzles (unaugmented, disjoint from training, generated first so the test split alone takes a second).
-Users with the Sudoku-Extreme files set GRAM_SUDOKU_EXTREME to the folder holding train.csv and test.csv;
-the `sudoku` task then reads the first `csv_rows` rows of each instead (see `read_extreme_csv`).
+`eval` reports hard puzzles (at most HARD_GIVENS givens) and medium ones apart. Generation is pure Python
+(~5-10 ms a puzzle at 30 clues, ~30 ms dug towards 22; the digging of a large set spread over every
+core), so the generated set is augmented, as HRM/TRM do for Sudoku-Extreme-1k: 2,048 training puzzles x
+32 augmentations (~10 s to generate on 2 cores; with 256 the model overfit: 77% of training rows solved against 52%
+held out) and 64 test puzzles (unaugmented, disjoint from training, generated first so the test split
+alone takes a second). Users with the Sudoku-Extreme files set GRAM_SUDOKU_EXTREME to the folder holding
+train.csv and test.csv; the `sudoku` task then reads the first `csv_rows` rows of each instead (see
+`read_extreme_csv`).
 
 Augmentations keep a grid valid: digit permutation, transpose, band and stack shuffles, row shuffles
 inside bands and column shuffles inside stacks. One is stored as a cell permutation and a token map,
@@ -37,6 +40,7 @@ import torch
 from .base import PAD, Split, Task
 
 BLANK = 1  # digit d is token d + 1
+HARD_GIVENS = 26  # a puzzle with at most this many givens counts as hard (Sudoku-Extreme's are harder still)
 BOX = [(r // 3) * 3 + c // 3 for r in range(9) for c in range(9)]
 # (27, 9) cell indices of every row, column and box
 UNITS = torch.tensor([[r * 9 + c for c in range(9)] for r in range(9)]
@@ -116,10 +120,22 @@ def random_grid(rng: random.Random) -> list[int]:
 
 def generate_puzzle(rng: random.Random, clues: int = 30) -> tuple[list[int], list[int], int]:
     """A puzzle with a unique solution and about `clues` givens: (puzzle, solution, rating)."""
+    solution, cells = draw_grid(rng)
+    puzzle = dig(solution, cells, clues)
+    return puzzle, solution, solve(puzzle, 2)[1]
+
+
+def draw_grid(rng: random.Random) -> tuple[list[int], list[int]]:
+    """A random complete grid and the order its givens are tried for removal: all a puzzle takes from rng."""
     solution = random_grid(rng)
-    puzzle, n = list(solution), 81
     cells = list(range(81))
     rng.shuffle(cells)
+    return solution, cells
+
+
+def dig(solution: list[int], cells: list[int], clues: int) -> list[int]:
+    """Givens removed in the order of `cells` while the solution stays unique, down to `clues` of them."""
+    puzzle, n = list(solution), 81
     for i in cells:
         if n <= clues:
             break
@@ -129,7 +145,24 @@ def generate_puzzle(rng: random.Random, clues: int = 30) -> tuple[list[int], lis
             puzzle[i] = d  # removing it would allow a second solution
         else:
             n -= 1
-    return puzzle, solution, solve(puzzle, 2)[1]
+    return puzzle
+
+
+def _dig(job: tuple) -> list[int]:
+    return dig(*job)
+
+
+def dig_all(jobs: list[tuple], parallel_from: int = 512) -> list[list[int]]:
+    """dig() over many (solution, cells, clues), on every core from `parallel_from` jobs: it is pure Python, and
+    the puzzles come out the same either way (each is fixed by its solution, cell order and clues)."""
+    if len(jobs) < parallel_from or (os.cpu_count() or 1) < 2:
+        return [dig(*j) for j in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: the caller may be a threaded server (Streamlit), where a forked child can inherit a held lock
+    with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_dig, jobs, chunksize=64))
 
 
 # --- validity, in torch -----------------------------------------------------------------------------
@@ -224,16 +257,20 @@ class Sudoku(Task):
     rules = ("Fill the 9x9 grid so that every row, every column and every 3x3 box holds the digits 1-9 once. "
              "The givens (amber) stay; a proper puzzle has one solution.")
     def __init__(self, name: str = "sudoku", n_train: int = 2048, n_test: int = 64, n_aug: int = 32, clues: int = 30,
-                 min_rating: int = 0, csv_dir: str | None = None, csv_rows: int = 100_000):
+                 hard_clues: int | None = None, min_rating: int = 0, csv_dir: str | None = None,
+                 csv_rows: int = 100_000):
         self.name, self.n_train, self.n_test, self.n_aug = name, n_train, n_test, n_aug
-        self.clues, self.min_rating, self.csv_dir, self.csv_rows = clues, min_rating, csv_dir, csv_rows
+        self.clues, self.hard_clues, self.min_rating = clues, hard_clues, min_rating
+        self.csv_dir, self.csv_rows = csv_dir, csv_rows
 
     def recipe(self, seed: int = 0) -> dict:
         if self.csv_dir:
             return {"task": self.name, "source": f"Sudoku-Extreme CSV in {self.csv_dir}",
                     "rows_per_split": self.csv_rows, "seed": seed}
         return {"task": self.name, "source": "generated", "train_puzzles": self.n_train, "augmentations": self.n_aug,
-                "test_puzzles": self.n_test, "clues": self.clues, "min_rating": self.min_rating, "seed": seed}
+                "test_puzzles": self.n_test, "clues": self.clues,
+                **({"hard_clues": self.hard_clues} if self.hard_clues else {}), "min_rating": self.min_rating,
+                "seed": seed}
 
     @lru_cache(maxsize=4)
     def _all(self, seed: int) -> tuple[Split, Split]:
@@ -249,14 +286,18 @@ class Sudoku(Task):
     @lru_cache(maxsize=4)
     def _generated(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n puzzles and solutions of the seeded stream, as tokens: the test split is its head, so it
-        is generated alone (in a second) when no training data is asked for."""
+        is generated alone (in a second) when no training data is asked for. With hard_clues, every second
+        puzzle of the stream is dug down to hard_clues givens instead of clues. The grids are drawn in stream
+        order, then dug on every core."""
         rng = random.Random(seed)
         puzzles, solutions = [], []
-        while len(puzzles) < n:
-            p, s, rating = generate_puzzle(rng, self.clues)
-            if rating >= self.min_rating:
-                puzzles.append(p)
-                solutions.append(s)
+        while len(puzzles) < n:  # one round unless a rating floor turns puzzles away
+            jobs = [(*draw_grid(rng), self.hard_clues if self.hard_clues and (len(puzzles) + k) % 2 else self.clues)
+                    for k in range(n - len(puzzles))]
+            for (solution, _, _), puzzle in zip(jobs, dig_all(jobs)):
+                if not self.min_rating or solve(puzzle, 2)[1] >= self.min_rating:
+                    puzzles.append(puzzle)
+                    solutions.append(solution)
         return torch.tensor(puzzles) + 1, torch.tensor(solutions) + 1
 
     @property
@@ -272,6 +313,21 @@ class Sudoku(Task):
 
     def is_correct(self, x, pred):
         return valid_grids(pred) & keeps_givens(x, pred)
+
+    def extra_metrics(self, split, samples, picked):
+        """Exact match by difficulty: hard puzzles (at most HARD_GIVENS givens) and medium ones, per sample and
+        for each selection rule's pick."""
+        P, N, S = samples.shape
+        ok = self.is_correct(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N).float()
+        givens = (split.inputs > BLANK).sum(1)
+        out = {}
+        for level, rows in (("hard", givens <= HARD_GIVENS), ("medium", givens > HARD_GIVENS)):
+            if rows.any():
+                out[f"puzzles_{level}"] = int(rows.sum())
+                out[f"accuracy_{level}"] = ok[rows].mean().item()
+                for rule, index in picked.items():
+                    out[f"accuracy_{rule}_{level}"] = ok.gather(1, index[:, None])[rows].mean().item()
+        return out
 
     def parse(self, text: str) -> torch.Tensor:
         """81 cells, '.' or '0' for a blank, digits 1-9; whitespace and '/' or '|' separators ignored."""
