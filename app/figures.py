@@ -433,7 +433,8 @@ def step_ticks(step_names: list[str], n: int = 10) -> dict:
 
 def step_lines(x_labels: list[str], panels: list[dict], height: int = 280) -> Spec:
     """Per-step curves in panels side by side on one figure (a figure fewer to draw per panel), each panel a dict:
-    title, series {name: y per step}, and optionally ytitle, yrange (default (0, 1); None: automatic), colors."""
+    title, series {name: y per step}, and optionally ytitle, yrange (default (0, 1); None: automatic), colors.
+    No legend: a panel's title names its curves, and the hover each one's name."""
     gap = 0.1  # paper width between panels: the right panel's tick labels
     w = (1 - gap * (len(panels) - 1)) / len(panels)
     data, lay, n_series = [], {"annotations": []}, 0
@@ -449,11 +450,7 @@ def step_lines(x_labels: list[str], panels: list[dict], height: int = 280) -> Sp
                                  **step_ticks(x_labels))
         lay[f"yaxis{xs}"] = axis(p.get("ytitle", ""), range=p.get("yrange", (0, 1)), anchor=f"x{xs}")
         lay["annotations"].append(panel_title(p["title"], dom, 1.0, size=15))
-    legend = any(len(p["series"]) > 1 for p in panels)
-    fig = figure(data, None, height, legend=legend, margin={**AXES_MARGIN, "t": 34 + (30 if legend else 0)}, **lay)
-    if legend:  # above the panels' titles
-        fig.spec["layout"]["legend"]["y"] = 1 + 30 / height
-    return fig
+    return figure(data, None, height, margin={**AXES_MARGIN, "t": 34}, **lay)
 
 
 # --- trajectories ---------------------------------------------------------------------------
