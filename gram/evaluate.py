@@ -218,6 +218,7 @@ def metrics(task: Task, s: SampleSet, widths: list[int] | None = None) -> dict:
     distinct     mean number of distinct answers per input
     accuracy_vote / accuracy_lprm: validity of the answer picked by majority vote / best LPRM value
     multi_coverage  coverage over inputs with several answers, on tasks that have them
+    puzzles_<level>, accuracy_<level>, accuracy_<rule>_<level>: the same on each of the task's levels (Task.levels)
     the task's own numbers (Task.extra_metrics: conflicts, validity, IS / FD, ...), and with widths the curves
     """
     picked = picks(s)
@@ -228,6 +229,13 @@ def metrics(task: Task, s: SampleSet, widths: list[int] | None = None) -> dict:
     multi = multi_coverage(s) if task.multi_solution else None
     if multi is not None:
         out["multi_coverage"] = multi
+    for level, rows in (task.levels(s.split) if s.split is not None else {}).items():
+        if rows.any():
+            sub = SampleSet(s.answers[rows], s.valid[rows])
+            out[f"puzzles_{level}"] = sub.P
+            out[f"accuracy_{level}"] = accuracy(sub)
+            for rule, index in picked.items():
+                out[f"accuracy_{rule}_{level}"] = _picked(sub, index[rows])
     out.update(task.extra_metrics(s.split, s.answers, picked))
     if widths:
         out["curves"] = curves(s, widths)

@@ -79,8 +79,8 @@ def test_hard_puzzles_in_the_stream_and_reported_apart():
     assert torch.equal(test.inputs[0], get_task("sudoku").split("test").inputs[0])  # the same grids as the stream's
     assert mixed.is_correct(test.inputs[test.owner], test.targets).all()
     samples = test.targets[:, None].expand(-1, 2, -1).clone()
-    samples[1::4, 1] = BLANK  # one of two samples wrong on every second hard puzzle
-    m = mixed.extra_metrics(test, samples, {"vote": torch.zeros(16, dtype=torch.long)})
+    samples[1::4, 1] = BLANK  # one of two samples wrong on every second hard puzzle (the vote's tie: the first)
+    m = metrics(mixed, SampleSet.of(mixed, test, samples))
     hard = int((givens <= 26).sum())
     assert m["puzzles_hard"] == hard and m["puzzles_medium"] == 16 - hard and m["accuracy_vote_hard"] == 1.0
     assert m["accuracy_medium"] == 1.0 and m["accuracy_hard"] == pytest.approx(1 - 0.5 * 4 / hard)

@@ -155,6 +155,11 @@ class Task:
         how. Default: the task has no clickable input."""
         raise ValueError(f"{self.name} has no clickable input")
 
+    def levels(self, split: Split) -> dict[str, torch.Tensor]:
+        """Named difficulty levels of a split's inputs as (P,) bool masks (Sudoku: hard and medium puzzles):
+        `eval` reports accuracy per level. Default: none."""
+        return {}
+
     def extra_metrics(self, split: Split, samples: torch.Tensor, picked: dict[str, torch.Tensor]) -> dict:
         """Task-specific numbers for `eval` (conflicts, validity, FID...). samples (P, N, S); picked maps a
         selection rule ("vote", "lprm") to the (P,) index of the sample it chose for each input."""

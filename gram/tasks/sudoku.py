@@ -148,10 +148,6 @@ def dig(solution: list[int], cells: list[int], clues: int) -> list[int]:
     return puzzle
 
 
-def _dig(job: tuple) -> list[int]:
-    return dig(*job)
-
-
 def dig_all(jobs: list[tuple], parallel_from: int = 512) -> list[list[int]]:
     """dig() over many (solution, cells, clues), on every core from `parallel_from` jobs: it is pure Python, and
     the puzzles come out the same either way (each is fixed by its solution, cell order and clues)."""
@@ -162,7 +158,7 @@ def dig_all(jobs: list[tuple], parallel_from: int = 512) -> list[list[int]]:
 
     # spawn: the caller may be a threaded server (Streamlit), where a forked child can inherit a held lock
     with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_dig, jobs, chunksize=64))
+        return list(pool.map(dig, *zip(*jobs), chunksize=64))
 
 
 # --- validity, in torch -----------------------------------------------------------------------------
@@ -314,20 +310,9 @@ class Sudoku(Task):
     def is_correct(self, x, pred):
         return valid_grids(pred) & keeps_givens(x, pred)
 
-    def extra_metrics(self, split, samples, picked):
-        """Exact match by difficulty: hard puzzles (at most HARD_GIVENS givens) and medium ones, per sample and
-        for each selection rule's pick."""
-        P, N, S = samples.shape
-        ok = self.is_correct(split.inputs.repeat_interleave(N, 0), samples.reshape(P * N, S)).view(P, N).float()
+    def levels(self, split):
         givens = (split.inputs > BLANK).sum(1)
-        out = {}
-        for level, rows in (("hard", givens <= HARD_GIVENS), ("medium", givens > HARD_GIVENS)):
-            if rows.any():
-                out[f"puzzles_{level}"] = int(rows.sum())
-                out[f"accuracy_{level}"] = ok[rows].mean().item()
-                for rule, index in picked.items():
-                    out[f"accuracy_{rule}_{level}"] = ok.gather(1, index[:, None])[rows].mean().item()
-        return out
+        return {"hard": givens <= HARD_GIVENS, "medium": givens > HARD_GIVENS}
 
     def parse(self, text: str) -> torch.Tensor:
         """81 cells, '.' or '0' for a blank, digits 1-9; whitespace and '/' or '|' separators ignored."""
