@@ -13,7 +13,7 @@ import numpy as np
 
 from app import figures
 from app.figures import (FONT, INK, MUTED, Mosaic, _r, board_axes, board_ranges, board_size, board_traces, grid_shape,
-                         panel_title, place)
+                         merge_boards, panel_title, place)
 
 # Plotly.js knows only a few colour scales by name (the Python names are expanded by validation, which these
 # dict figures skip): every scale here is explicit
@@ -302,7 +302,7 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
     height = nrows * 150 + 330
     layout = _base_layout(height, title)
     grid_bottom = 250 / height
-    grid = Mosaic(layout, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0))
+    grid = Mosaic(layout, N, ncols, board_size(task, S), (0.0, 1.0), (grid_bottom, 1.0), unit=figures.cell_unit(task))
     layout["xaxis2"] = _axis((0.0, 1.0), "y2", title={"text": "supervision step"}, **figures.step_ticks(labels, 12))
     layout["yaxis2"] = _axis((0.0, grid_bottom - 0.08), "x2", range=[0, 1.02], title={"text": "share / probability"})
     xs = list(range(R))
@@ -313,21 +313,16 @@ def generation(task, given: np.ndarray | None, pred: np.ndarray, probs: np.ndarr
               for q, (name, y) in enumerate(series.items())]
 
     def dynamic(i: int) -> list[dict]:
-        out = []
-        for j in range(N):
-            out += place(board_traces(task, pred[i, j], probs[i, j], given, small=True), board_ranges(task, S), grid.box(j))
+        out = merge_boards([place(board_traces(task, pred[i, j], probs[i, j], given, small=True), board_ranges(task, S),
+                                  grid.box(j)) for j in range(N)])
         out.append({"type": "scatter", "x": [i, i], "y": [0, 1.02], "mode": "lines", "xaxis": "x2",
                     "yaxis": "y2", "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip",
                     "showlegend": False})
-        return out
-
-    def annotations(i: int) -> list[dict]:
-        return [grid.title(j, f"#{j} {'✓' if ok[i, j] else '✗'}", size=11) for j in range(N)]
+        return out + [grid.titles([f"#{j} {'✓' if ok[i, j] else '✗'}" for j in range(N)], size=11)]
 
     first = dynamic(active)
     layout["showlegend"] = True
     layout["legend"] = {"orientation": "h", "x": 0, "y": grid_bottom - 0.06, "xanchor": "left", "yanchor": "bottom"}
-    layout["annotations"] = annotations(active)
     layout.update(player(labels, steps, active, prefix="after step "))
     return {"data": first + static, "layout": layout,
-            "frames": _frames(steps, labels, dynamic, list(range(len(first))), first, annotations)}
+            "frames": _frames(steps, labels, dynamic, list(range(len(first))), first)}

@@ -234,14 +234,16 @@ def test_generation_steps_in_the_browser(env):
     at = open_page("generation", {"gen_depth": "5"})
     clean(at)
     fig = testkit.figures(at)["gen_view"]
-    assert len([t for t in fig["data"] if t["type"] == "heatmap"]) == 12  # one board per sample
+    heat = [t for t in fig["data"] if t["type"] == "heatmap"]
+    # the 12 samples' boards tiled into one heat map (a trace each made a step slower), one title each
+    assert len(heat) == 1 and sum(v is not None for row in heat[0]["z"] for v in row) == 12 * 49
+    titles = next(t for t in fig["data"] if t.get("mode") == "text" and t["text"][0].startswith("#0"))
+    assert len(titles["text"]) == 12 and len(set(titles["x"])) == 6  # six boards a row
     assert len(fig["frames"]) == 5 and frames_differ(fig, 0)
     assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(fig))
     assert fig["layout"]["sliders"][0]["currentvalue"]["prefix"] == "after step "
     # the boards share one axis pair (a subplot each made a step several times slower), the curves have the other
     assert sorted(k for k in fig["layout"] if k.startswith(("xaxis", "yaxis"))) == ["xaxis", "xaxis2", "yaxis", "yaxis2"]
-    xs = sorted({t["x0"] for t in fig["data"] if t["type"] == "heatmap"})
-    assert len(xs) == 6  # six boards a row, side by side
 
 
 def test_frames_carry_only_what_changes(env):
@@ -314,7 +316,7 @@ def test_unconditional_generation_starts_from_a_blank_input(env, tmp_path, monke
     clean(at)
     assert any("blank" in m.value for m in at.markdown)
     grid = testkit.figures(at)["gen_view"]
-    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 12
+    assert len([t for t in grid["data"] if t["type"] == "image"]) == 12  # a Sudoku board's digits: one image each
     assert {"valid samples", "mean confidence"} <= set(testkit.trace_names(grid))
 
 
@@ -738,3 +740,35 @@ def test_board_galleries_are_valid_plotly_specs(name):
             go.Figure(spec)
             assert {k for k in spec["layout"] if k.endswith("axis")} == {"xaxis", "yaxis"}  # one pair for all
     go.Figure(figures.board_editor(task, x).spec)
+
+
+@pytest.mark.parametrize("name", ["nqueens7", "sudoku", "graph_coloring8", "mnist"])
+def test_merged_boards_draw_what_each_board_drew(name):
+    """figures.merge_boards: the one heat map holds every board's cells where the board's own heat map drew them and
+    nothing between the boards; a joined scatter holds every board's points; images stay one per board."""
+    from app import figures
+    from gram.tasks import get_task
+
+    task = get_task(name)
+    xs = [task.empty_input().numpy()] * 5 if task.unconditional else [x.numpy() for x in task.split("test", 0).inputs[:5]]
+    S = len(xs[0])
+    grid = figures.Mosaic({}, len(xs), 3, figures.board_size(task, S), [0, 1], [0, 1], unit=figures.cell_unit(task))
+    boards = [figures.place(figures.board_traces(task, x, None, x, small=True), figures.board_ranges(task, S), grid.box(j))
+              for j, x in enumerate(xs)]
+    merged = figures.merge_boards(boards)
+    images = [t for b in boards for t in b if t["type"] == "image"]
+    assert [t for t in merged if t["type"] == "image"] == images
+    parts = [t for t in merged if t["type"] != "image"]
+    assert len(parts) == len(boards[0]) - len(images) // len(boards)
+    for k, m in enumerate(parts):
+        own = [[t for t in b if t["type"] != "image"][k] for b in boards]
+        if m["type"] == "heatmap":
+            drawn = {}
+            for t in own:
+                for r, row in enumerate(t["z"]):
+                    for c, v in enumerate(row):
+                        drawn[(round(t["y0"] + r - m["y0"]), round(t["x0"] + c - m["x0"]))] = v
+            assert {(r, c): v for r, row in enumerate(m["z"]) for c, v in enumerate(row)
+                    if v is not None or (r, c) in drawn} == drawn
+        else:
+            assert m["x"] == [v for t in own for v in t["x"]] and m["y"] == [v for t in own for v in t["y"]]
