@@ -374,8 +374,8 @@ def place(traces: list[dict], ranges: tuple[list, list], at: tuple[float, float]
 
 class Mosaic:
     """Slots of one size on the axis pair x/y, in rows of `ncols`, with room for a title above each: the layout of
-    a gallery (and of the stepping figures' rows of boards). `box(k)` is slot k's top-left corner, `title(k, text)`
-    its title as an annotation in data coordinates."""
+    a gallery (and of the stepping figures' rows of boards). `box(k)` is slot k's top-left corner, `titles(texts)`
+    the slots' titles as one text trace."""
 
     def __init__(self, lay: dict, n: int, ncols: int, size: tuple[float, float], xdom, ydom, titled: bool = True,
                  gap: float = 0.12, unit: float | None = None):
@@ -396,11 +396,6 @@ class Mosaic:
     def box(self, k: int) -> tuple[float, float]:
         r, c = divmod(k, self.ncols)
         return c * (self.w + self.gx), self.top + r * (self.h + self.gy)
-
-    def title(self, k: int, text: str, size: int = 12, color: str = MUTED) -> dict:
-        x, y = self.box(k)
-        return {"text": text, "x": x + self.w / 2, "y": y, "xref": "x", "yref": "y", "xanchor": "center",
-                "yanchor": "bottom", "showarrow": False, "font": {"size": size, "color": color}}
 
     def titles(self, texts: list[str], size: int = 12, color: str = MUTED) -> dict:
         """The first len(texts) slots' titles as one text trace: Plotly lays out each annotation on its own at

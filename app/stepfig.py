@@ -164,6 +164,12 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
     # sigma_p varies little around its mean: its own range over the run shows where it is larger
     s_range = (float(np.percentile(sigma, 1)), float(np.percentile(sigma, 99)) + 1e-6) if sigma is not None else (0, 1)
     h_max = float(np.percentile(np.abs(rec["h"]), 99)) or 1.0
+    curves = [(*GUIDE[k], v, "y7") for k, v in guide.items()] + \
+        ([(*GUIDE["kl"], guide_kl, "y8")] if guide_kl is not None else [])
+
+    def guide_values(i: int) -> str:
+        return " · ".join(f"<span style='color:{colour}'>{name} {float(v[i]):.3g}</span>"
+                          for name, colour, v, _ in curves)
 
     def dynamic(i: int) -> list[dict]:
         out = on_board(board_traces(task, rec["pred"][i], rec["probs"][i], x), 0)
@@ -175,6 +181,11 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         out.append({"type": "heatmap", "z": _r(rec["h"][i], 2), "zmin": -h_max, "zmax": h_max,
                     "colorscale": LATENT, "showscale": False, "xaxis": "x5", "yaxis": "y5",
                     "hovertemplate": "position %{y}, dim %{x}: %{z:.2f}<extra></extra>"})
+        # what changes with the step is text traces' points, not annotations (Mosaic.titles says why)
+        out.append(row.titles([titles[name](i) for name in ("board", "partner", "dh", "sigma")], size=13, color=INK))
+        out.append({"type": "scatter", "mode": "text", "x": [(R - 1) / 2], "y": [g_top], "text": [guide_values(i)],
+                    "textposition": "top center", "textfont": {"size": 12, "color": MUTED}, "cliponaxis": False,
+                    "hoverinfo": "skip", "xaxis": "x7", "yaxis": "y7"})
         for xa, ya, top in (("x6", "y6", 1.02), ("x7", "y7", g_top)):  # the step marker, in both step plots
             out.append({"type": "scatter", "x": [i, i], "y": [0, top], "mode": "lines", "xaxis": xa, "yaxis": ya,
                         "line": {"color": INK, "width": 2, "dash": "dot"}, "hoverinfo": "skip"})
@@ -193,8 +204,6 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         static.append({"type": "scatter", "x": xs, "y": _r(rec["p_halt"]), "name": "P(halt), partner",
                        "mode": "lines", "line": {"color": figures.DET, "width": 2}, "xaxis": "x6", "yaxis": "y6",
                        "customdata": labels, "hovertemplate": "step %{customdata}: %{y:.3f}<extra>partner P(halt)</extra>"})
-    curves = [(*GUIDE[k], v, "y7") for k, v in guide.items()] + \
-        ([(*GUIDE["kl"], guide_kl, "y8")] if guide_kl is not None else [])
     for name, colour, v, ya in curves:  # named in the panel's title, with their values at the shown step
         static.append({"type": "scatter", "x": xs, "y": _r(v), "name": name, "mode": "lines", "showlegend": False,
                        "line": {"color": colour, "width": 2.5, **({"dash": "dash"} if ya == "y8" else {})},
@@ -210,21 +219,12 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
         layout["shapes"].append({"type": "line", "xref": "x6", "yref": "y6", "x0": rec["act_stop"], "x1": rec["act_stop"],
                                  "y0": 0, "y1": 1.02, "line": {"color": figures.GRAM, "width": 1, "dash": "dash"}})
 
-    def guide_values(i: int) -> str:
-        return " · ".join(f"<span style='color:{colour}'>{name} {float(v[i]):.3g}</span>"
-                          for name, colour, v, _ in curves)
-
-    def annotations(i: int) -> list[dict]:
-        return [row.title(k, titles[name](i), size=13, color=INK) for k, name in
-                enumerate(("board", "partner", "dh", "sigma"))] + [
-                panel_title("high-level latent h", latent, 0.41), panel_title("value and halting heads", heads, 0.47),
-                panel_title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47),
-                panel_title(guide_values(i), guide_dom, 0.42, size=12, color=MUTED)]
-
-    layout["annotations"] = annotations(active)
+    layout["annotations"] = [
+        panel_title("high-level latent h", latent, 0.41), panel_title("value and halting heads", heads, 0.47),
+        panel_title("the guidance, per step" if curves else "no guidance noise in this mode", guide_dom, 0.47)]
     layout.update(player(labels, steps, active))
     return {"data": first + static, "layout": layout,
-            "frames": _frames(steps, labels, dynamic, list(range(n_dyn)), first, annotations)}
+            "frames": _frames(steps, labels, dynamic, list(range(n_dyn)), first)}
 
 
 # --- Trajectories: N trajectories in PCA, the picked one's board --------------------------------------

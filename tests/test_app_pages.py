@@ -99,6 +99,13 @@ def test_bad_url_values_fall_back_with_a_warning(env):
 
 
 # --- recursion -----------------------------------------------------------------------------------
+def titles_of(fig: dict) -> list[str]:
+    """Every text a figure (or one of testkit.frames, whose traces hold what changes) shows: its annotations and its
+    traces' text points (titles among them)."""
+    return [a["text"] for a in fig.get("layout", {}).get("annotations", [])] + \
+        [s for t in fig["data"] if isinstance(t.get("text"), list) for s in t["text"]]
+
+
 def frames_differ(fig: dict, trace: int = 0) -> bool:
     zs = [f["data"][trace].get("z") for f in testkit.frames(fig)]
     return any(z != zs[0] for z in zs[1:])
@@ -123,7 +130,7 @@ def test_recursion_steps_in_the_browser(env):
     assert frames[0]["data"][n_dyn - 1]["x"] == [0, 0] and frames[-1]["data"][n_dyn - 1]["x"] == [R - 1] * 2
     names = set(testkit.trace_names(fig))
     assert {"LPRM value", "P(halt)", "P(halt), partner"} <= names
-    titles = [a["text"] for a in frames[0]["layout"]["annotations"]]
+    titles = titles_of(frames[0])
     assert any("where h moved" in t for t in titles) and any("where the prior explores" in t for t in titles)
 
 
@@ -134,7 +141,7 @@ def test_recursion_posterior_beside_the_prior(env):
     assert not toggle.disabled
     toggle.set_value(True).run()
     clean(at)
-    titles = [a["text"] for a in testkit.figures(at)["rec_view"]["layout"]["annotations"]]
+    titles = titles_of(testkit.figures(at)["rec_view"])
     assert any(t.startswith("posterior q") for t in titles) and any("where the answer steered (KL" in t for t in titles), titles
 
 
@@ -366,10 +373,11 @@ def test_recursion_draws_the_guidance_per_step_and_the_noise_scale_moves_it(env)
     assert set(curves) == {"σ_p", "|μ_p|", "|ε|"} and all(len(y) == 6 for y in curves.values())
     # the panel's title carries the values of the shown step, frame by frame
     frames = testkit.frames(fig)
-    last = frames[-1]["layout"]["annotations"][-1]["text"]
+    values = lambda f: next(t for t in titles_of(f) if "|ε|" in t)
+    last = values(frames[-1])
     shown = float(re.search(r"\|ε\| ([0-9.e+-]+)", last).group(1))  # 3 significant digits; the curve 3 decimals
     assert abs(shown - curves["|ε|"][-1]) <= 1e-3 and "σ_p" in last
-    assert frames[0]["layout"]["annotations"][-1]["text"] != last or curves["|ε|"][0] == curves["|ε|"][-1]
+    assert values(frames[0]) != last or curves["|ε|"][0] == curves["|ε|"][-1]
     # eps = mu_p + sigma_p * scale * z: at scale 0 the noise drawn is its mean; at 2 it is larger
     widget(at, "slider", "rec_temp").set_value(0.0).run()
     cold = guide_curves(testkit.figures(at)["rec_view"])
@@ -392,7 +400,7 @@ def test_recursion_posterior_adds_its_total_kl_per_step(env, downloads):
     for r in cells:
         per_step[r["step"]] = per_step.get(r["step"], 0.0) + float(r["kl"])
     assert np.allclose(list(per_step.values()), kl["y"], rtol=1e-3, atol=1e-3)
-    assert "total KL(q || p)" in fig["layout"]["annotations"][-1]["text"]
+    assert any("total KL(q || p)" in t for t in titles_of(fig))
 
 
 def test_deterministic_recursion_says_it_has_no_guidance(env):
