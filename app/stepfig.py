@@ -237,17 +237,21 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     data = []
     colors = [figures.label_color(a) for a in answer_labels]
     shown = set()
-    order = sorted(range(N), key=lambda j: (answer_labels[j] != "invalid", j))
     three = dims == 3
-    for j in order:
-        lab = answer_labels[j]
+    # one line trace per answer, the picked trajectory its own (drawn last, on top): a step redraws every trace
+    ending: dict[str, list[int]] = {}
+    for j in sorted(range(N), key=lambda j: (answer_labels[j] != "invalid", j)):
+        if j != pick:
+            ending.setdefault(answer_labels[j], []).append(j)
+    for lab, js in [*ending.items(), (answer_labels[pick], [pick])]:
+        path = lambda k: [v for j in js for v in _r(coords[:, j, k]) + [None]]  # None: a break between trajectories
         t = {"type": "scatter3d" if three else "scatter", "mode": "lines", "name": lab, "legendgroup": lab,
-             "showlegend": lab not in shown, "opacity": 1.0 if j == pick else 0.5,
-             "line": {"color": colors[j], "width": 5 if j == pick else 1.6},
-             "x": _r(coords[:, j, 0]), "y": _r(coords[:, j, 1]),
-             "hovertemplate": f"trajectory {j}: {lab}<extra></extra>"}
+             "showlegend": lab not in shown, "opacity": 1.0 if js == [pick] else 0.5,
+             "line": {"color": colors[js[0]], "width": 5 if js == [pick] else 1.6}, "x": path(0), "y": path(1),
+             "customdata": [j for j in js for _ in range(R + 1)],
+             "hovertemplate": f"trajectory %{{customdata}}: {lab}<extra></extra>"}
         if three:
-            t["z"] = _r(coords[:, j, 2])
+            t["z"] = path(2)
             t["scene"] = "scene"
         else:
             t.update(xaxis="x", yaxis="y")

@@ -172,7 +172,8 @@ def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
 # --- trajectories --------------------------------------------------------------------------------
 def test_trajectories_width_and_projection(env):
     at = open_page("trajectories")
-    n_lines = lambda f: sum(1 for t in f["data"] if t.get("mode") == "lines" and t.get("xaxis") == "x")  # PCA panel
+    # the PCA panel's trajectories: one trace per answer, a break (None) after each trajectory
+    n_lines = lambda f: sum(t["x"].count(None) for t in f["data"] if t.get("mode") == "lines" and t.get("xaxis") == "x")
     fig = testkit.figures(at)["traj_view"]
     assert n_lines(fig) == 32
     assert fig["frames"] and all(len(f["data"][0]["x"]) == 32 for f in testkit.frames(fig))  # the 32 markers move
