@@ -2,7 +2,7 @@
 figure's own step slider and play button, so moving through the recursion sends nothing to the server.
 
 All panels of a view live in one figure (subplots), so they step together: a frame updates the traces it
-names (boards, markers, heat maps) and the panel titles. Figures are built as plain dicts, not validated
+names (boards, markers, heat maps, titles as text traces). Figures are built as plain dicts, not validated
 graph objects: a view of 48 steps has hundreds of traces, and validation would cost more than the rollout.
 """
 from __future__ import annotations
@@ -91,20 +91,20 @@ def _base_layout(height: int, title: str | None = None) -> dict:
             **({"title": {"text": title, "x": 0.01, "font": {"size": 16}}} if title else {})}
 
 
-def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annotations_of=None) -> list[dict]:
+def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict]) -> list[dict]:
     """One frame per carried step. Of the traces it names (drawn: as first drawn) only the keys that change at all
     travel (a board's cell positions, colour scale, hover text stay with the drawn trace, which Plotly merges each
     frame into), and after the first frame only what changed since the frame before: each later frame names the one
     before as its baseframe, and Plotly computes a frame on top of its baseframe's (testkit.frames does the same),
-    so a board that has settled travels once, not 65 times."""
+    so a board that has settled travels once, not 65 times. What a step changes is always trace data (titles are
+    text traces), never the layout."""
     datas = [data_of(i) for i in steps]
     # the type stays: a frame's trace without one reads as a scatter to Plotly's schema
     changing = [{"type"} | {k for d in datas for k, v in d[j].items() if v != drawn[j].get(k)}
                 for j in range(len(drawn))]
-    out, last_state, last_notes = [], None, None
+    out, last_state = [], None
     for i, data in zip(steps, datas):
         state = [{k: v for k, v in t.items() if k in keep} for t, keep in zip(data, changing)]
-        notes = annotations_of(i) if annotations_of is not None else None
         if last_state is None:
             f = {"name": labels[i], "data": state, "traces": traces}
         else:
@@ -113,10 +113,8 @@ def _frames(steps, labels, data_of, traces: list[int], drawn: list[dict], annota
             moved = [(j, t) for j, t in moved if len(t) > 1]
             f = {"name": labels[i], "baseframe": out[-1]["name"], "data": [t for _, t in moved],
                  "traces": [traces[j] for j, _ in moved]}
-        if notes is not None and (last_state is None or notes != last_notes):
-            f["layout"] = {"annotations": notes}
         out.append(f)
-        last_state, last_notes = state, notes
+        last_state = state
     return out
 
 

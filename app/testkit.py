@@ -31,17 +31,16 @@ def figures(at) -> dict:
 
 def frames(fig: dict) -> list[dict]:
     """A stepping figure's frames as Plotly computes them (a frame on top of its baseframe's, recursively): each
-    {'name', 'traces', 'data' (aligned with traces), 'layout'} is what the figure shows at that step, whatever the
-    frame itself carries."""
+    {'name', 'traces', 'data' (aligned with traces)} is what the figure's traces show at that step, whatever the frame
+    itself carries."""
     by_name = {f["name"]: f for f in fig.get("frames", [])}
     out = []
     for f in fig.get("frames", []):
         chain = [f]
         while chain[-1].get("baseframe") in by_name and by_name[chain[-1]["baseframe"]] not in chain:
             chain.append(by_name[chain[-1]["baseframe"]])
-        got = {"name": f["name"], "traces": [], "data": [], "layout": {}}
+        got = {"name": f["name"], "traces": [], "data": []}
         for g in reversed(chain):
-            got["layout"].update(g.get("layout", {}))
             for j, d in zip(g.get("traces", range(len(g.get("data", [])))), g.get("data", [])):
                 if j not in got["traces"]:
                     got["traces"].append(j)
