@@ -84,6 +84,9 @@ def test_hard_puzzles_in_the_stream_and_reported_apart():
     hard = int((givens <= 26).sum())
     assert m["puzzles_hard"] == hard and m["puzzles_medium"] == 16 - hard and m["accuracy_vote_hard"] == 1.0
     assert m["accuracy_medium"] == 1.0 and m["accuracy_hard"] == pytest.approx(1 - 0.5 * 4 / hard)
+    uncond = get_task("sudoku_uncond")  # its one blank input is no puzzle: no level is reported
+    blank = uncond.split("test")
+    assert not any(k.startswith("puzzles_") for k in metrics(uncond, SampleSet.of(uncond, blank, blank.targets[None, :2])))
 
 
 def test_parallel_dig_gives_the_same_puzzles():

@@ -398,6 +398,9 @@ class SudokuUncond(Sudoku):
     def _test(self, seed: int) -> Split:
         return self._all(seed)[1]
 
+    def levels(self, split):
+        return {}  # its one input is blank: no puzzle to rate by its givens
+
     def empty_input(self) -> torch.Tensor:
         return torch.full((81,), BLANK)
 
