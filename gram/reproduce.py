@@ -206,7 +206,7 @@ DEPTH = ("sudoku", "nqueens8", "sudoku_uncond")  # checkpoints read at several d
 
 def depth_runs(ck: Shipped, budget: Budget, seed: int) -> Measured:
     """Per checkpoint in DEPTH: one draw of N trajectories, read at several depths up to budget.depth or the
-    depth its card was read at (unconditional Sudoku: 256), so every depth sees the same trajectories."""
+    depth its card was read at (unconditional Sudoku: 128), so every depth sees the same trajectories."""
     out = Measured()
     for name in DEPTH:
         got = ck.get(name)

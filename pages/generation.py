@@ -38,7 +38,7 @@ with c2:
     n = st.select_slider("Samples", [4, 8, 12, 16, 24, 32], key=ui.state_key(
         "gen", "n", views.PAGE["generation"]["n"], int, valid=lambda v: v in (4, 8, 12, 16, 24, 32)))
 with c3:
-    # up to 256: unconditional Sudoku keeps repairing its boards that long (its card is read at depth 256)
+    # up to 256: unconditional Sudoku keeps repairing its boards that long (its card is read at depth 128)
     n_sup = ui.knob(st.slider, "Depth", 1, MAX_DEPTH,
                     key=ui.state_key("gen", "depth", views.depth("generation", card, cfg), int,
                                      valid=lambda v: 1 <= v <= MAX_DEPTH),
