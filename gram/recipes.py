@@ -20,6 +20,7 @@ RECIPES: dict[str, dict[str, dict]] = {
     "graph_coloring8": {"model": MLP, "train": {"beta": 12.0}},
     "graph_coloring10": {"model": MLP, "train": {"beta": 15.0}},
     "sudoku": {"model": MLP},
+    "sudoku_mixed": {"model": MLP},
     "sudoku_uncond": {"model": MLP},
     # 7x7-pixel patches (16 latent positions): fewer independent noise draws, more coherent digits; beta 16x
     # the ELBO's weight (16 positions / 784 pixels)

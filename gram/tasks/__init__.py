@@ -15,6 +15,8 @@ _FACTORIES = {
     "graph_coloring8": lambda: GraphColoring(8, p=0.5, n_train=7002, n_test=255),
     "graph_coloring10": lambda: GraphColoring(10, p=0.45, n_train=13465, n_test=192),
     "sudoku": lambda: Sudoku(csv_dir=extreme_from_env()),
+    # every second puzzle dug towards 22 givens: a test split of hard and medium puzzles, 4x the training puzzles
+    "sudoku_mixed": lambda: Sudoku("sudoku_mixed", n_train=8192, hard_clues=22),
     "sudoku_uncond": lambda: SudokuUncond(train_clues=40),
     "mnist": lambda: MNIST(idx_from_env()),
     "arc1": lambda: ARC("arc1", "arcagi"),
