@@ -384,7 +384,8 @@ class Mosaic:
         self.w, self.h = size
         self.gx, self.gy = gap * self.w, (0.3 if titled else gap) * self.h
         if unit:  # gaps of whole cells: the boards' cells lie on one grid, so merge_boards can tile their heat maps
-            self.gx, self.gy = (max(unit, round(g / unit) * unit) for g in (self.gx, self.gy))
+            # (rounded up between rows: the titles' room never shrinks)
+            self.gx, self.gy = max(unit, round(self.gx / unit) * unit), max(unit, math.ceil(self.gy / unit) * unit)
         self.top = self.gy if titled else 0.0
         lay["xaxis"] = {"domain": list(xdom), "anchor": "y", "visible": False, "constrain": "domain",
                         "range": [-self.gx / 2, self.ncols * (self.w + self.gx) - self.gx / 2]}
