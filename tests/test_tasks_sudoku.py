@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from gram.evaluate import SampleSet, metrics
 from gram.tasks import get_task
 from gram.tasks.sudoku import (BLANK, Sudoku, apply_augmentation, dig, dig_all, draw_grid, generate_puzzle,
-                               invert_augmentation, keeps_givens, random_augmentations, random_grid, read_extreme_csv,
-                               solve, valid_grids)
+                               has_solution_without, invert_augmentation, keeps_givens, random_augmentations, random_grid,
+                               read_extreme_csv, solve, valid_grids)
 
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
@@ -87,6 +87,19 @@ def test_hard_puzzles_in_the_stream_and_reported_apart():
     uncond = get_task("sudoku_uncond")  # its one blank input is no puzzle: no level is reported
     blank = uncond.split("test")
     assert not any(k.startswith("puzzles_") for k in metrics(uncond, SampleSet.of(uncond, blank, blank.targets[None, :2])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(30, 64))
+def test_bitboard_uniqueness_test_agrees_with_the_solver(seed, blanks):
+    rng = random.Random(seed)
+    solution, cells = draw_grid(rng)
+    puzzle = list(solution)
+    for i in cells[:blanks]:
+        puzzle[i] = 0
+    i = cells[0]
+    others = [e for e in range(1, 10) if e != solution[i]]  # a solution without its digit: one of the others fits
+    assert has_solution_without(puzzle, i, solution[i]) == any(solve(puzzle[:i] + [e] + puzzle[i + 1:], 1)[0] for e in others)
 
 
 def test_parallel_dig_gives_the_same_puzzles():
