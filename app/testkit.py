@@ -20,12 +20,26 @@ def make_checkpoint(directory: str | Path, task: str = "nqueens7", mode: str = "
 
 
 def figures(at) -> dict:
-    """{chart key or index: plotly figure dict} for every st.plotly_chart on the AppTest's current page."""
+    """{chart key or index: plotly figure dict} for every figure on the AppTest's current page: st.plotly_chart's
+    and app/plot.js's (ui.chart)."""
+    return {k: spec for k, (spec, _) in _charts(at).items()}
+
+
+def configs(at) -> dict:
+    """{chart key or index: its toolbar config} for every figure on the AppTest's current page."""
+    return {k: config for k, (_, config) in _charts(at).items()}
+
+
+def _charts(at) -> dict:
     out = {}
-    for k, el in enumerate(at.get("plotly_chart")):
-        spec = json.loads(el.proto.spec)
-        parts = (getattr(el.proto, "id", "") or "").split("-", 2)  # '$$ID-<hash>-<user key>'
-        out[parts[2] if len(parts) == 3 and parts[2] else str(k)] = spec
+    charts = [(el.proto, json.loads(el.proto.spec), json.loads(el.proto.config)) for el in at.get("plotly_chart")]
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == "gram_plot":  # a JSON string of the figure and its config
+            spec = json.loads(json.loads(el.proto.json))
+            charts.append((el.proto, spec, spec.pop("config")))
+    for k, (proto, spec, config) in enumerate(charts):
+        parts = (proto.id or "").split("-", 2)  # '$$ID-<hash>-<user key>'
+        out[parts[2] if len(parts) == 3 and parts[2] else str(k)] = spec, config
     return out
 
 

@@ -8,7 +8,9 @@ import contextlib
 import os
 import time
 import traceback
+from pathlib import Path
 
+import plotly.io as pio
 import streamlit as st
 import torch
 
@@ -19,6 +21,11 @@ PAGES = {}  # filled by app/main.py: name -> st.Page
 # every figure's toolbar: hover tools off, the camera on; it saves in the format the page header sets
 CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
+# the trace types of plotly.js's cartesian bundle, which app/plot.js draws with; a figure with others (a Sankey
+# diagram, 3-D) or that reports clicks is st.plotly_chart's, with its full bundle
+CARTESIAN = {"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie",
+             "scatter", "scatterternary", "violin"}
+PLOT = st.components.v2.component("gram_plot", js=(Path(__file__).parent / "plot.js").read_text(), isolate_styles=False)
 
 
 def css() -> None:
@@ -200,8 +207,15 @@ def config(key: str) -> dict:
 
 
 def chart(fig, key: str, **kw):
-    """st.plotly_chart with the house settings: the toolbar's camera saves the figure for a slide."""
-    return st.plotly_chart(fig, key=key, config=config(key), **kw)
+    """A figure with the house settings (the toolbar's camera saves it for a slide), drawn by app/plot.js with the
+    cartesian bundle where it can be, else by st.plotly_chart (kw: its click events). The bundle comes from the
+    app's static files, which .streamlit/config.toml serves."""
+    spec = fig.to_dict()
+    if kw or not st.get_option("server.enableStaticServing") or \
+            any(t.get("type", "scatter") not in CARTESIAN for t in spec.get("data", [])):
+        return st.plotly_chart(fig, key=key, config=config(key), **kw)
+    # as a JSON string: a dict would be serialised twice (once sorted, for the element's identity)
+    return PLOT(data=pio.to_json({**spec, "config": config(key)}, validate=False), key=key)
 
 
 def stepping_chart(fig: dict, key: str, **kw):

@@ -17,7 +17,14 @@ TEMPLATE = "plotly_white"  # the command line's figures: graph objects, their ma
 # margins instead of the axes' automargin, which measures every label and can lay a figure out twice
 AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2, "ticks": "",
         "automargin": False, "title": {"standoff": 6}}
-APP_TEMPLATE = {"layout": {"colorway": QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS}}
+# in the app, titles and hover labels as Streamlit's own theme draws them on st.plotly_chart, so the figures that
+# app/plot.js draws look the same (Source Sans is the page's font)
+_PAGE_FONT = '"Source Sans", sans-serif'
+APP_TEMPLATE = {"layout": {
+    "colorway": QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS,
+    "title": {"font": {"family": _PAGE_FONT, "weight": 700, "color": "#2F2D2B"}},
+    "hoverlabel": {"bgcolor": "#FFFFFF", "bordercolor": "rgba(47, 45, 43, 0.2)",
+                   "font": {"family": _PAGE_FONT, "size": 12.75, "color": "#808495"}}}}
 
 
 def color(i: int) -> str:

@@ -43,13 +43,15 @@ FLOOR = """import plotly.graph_objects as go
 import streamlit as st
 st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2])))
 """
+# st.plotly_chart's figures and app/plot.js's
+CHARTS = '[data-testid="stPlotlyChart"], [data-testid="stBidiComponentRegular"]'
 DRAWN = """() => {
   const w = document.querySelector('[data-testid="stStatusWidget"]');
   if (w && (w.innerText.includes('Running') || w.innerText.includes('Stop'))) return false;
   if (document.querySelector('[data-testid="stSpinner"]')) return false;
-  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  const charts = [...document.querySelectorAll(CHARTS)];
   return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
-}"""
+}""".replace("CHARTS", repr(CHARTS))
 # click the first step of the first stepping figure's slider; resolve when its label and figure are redrawn
 STEP = """async () => {
   const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
@@ -58,13 +60,14 @@ STEP = """async () => {
   const before = label.textContent;
   const target = gd.layout.sliders[0].steps[0].args[0][0];
   const t0 = performance.now();
-  await window.Plotly.animate(gd, [target], {mode: 'immediate', frame: {duration: 0, redraw: true},
+  const Plotly = gd._gramPlotly || window.Plotly;  // the instance that drew it (app/plot.js keeps its own)
+  await Plotly.animate(gd, [target], {mode: 'immediate', frame: {duration: 0, redraw: true},
                                              transition: {duration: 0}});
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const t1 = performance.now();
   // step back to the last frame for the next repeat
   const last = gd.layout.sliders[0].steps.slice(-1)[0].args[0][0];
-  await window.Plotly.animate(gd, [last], {mode: 'immediate', frame: {duration: 0, redraw: true}});
+  await Plotly.animate(gd, [last], {mode: 'immediate', frame: {duration: 0, redraw: true}});
   return {ms: t1 - t0, before: before, after: label.textContent};
 }"""
 

@@ -36,12 +36,12 @@ window.WebSocket = function (...args) {
 window.WebSocket.prototype = Socket.prototype;
 new MutationObserver(() => {
   const t = performance.now();
-  if (window.__t.first_chart === null && document.querySelector('[data-testid="stPlotlyChart"]')) window.__t.first_chart = t;
+  if (window.__t.first_chart === null && document.querySelector(CHARTS)) window.__t.first_chart = t;
   if (document.querySelector('.main-svg')) window.__t.drawn = t;
 }).observe(document, {subtree: true, childList: true});
-"""
+""".replace("CHARTS", repr(bench_app.CHARTS))
 READ = """() => ({...window.__t, chunk: Math.max(0, ...performance.getEntriesByType('resource')
-    .filter(r => r.name.includes('PlotlyChart')).map(r => r.responseEnd))})"""
+    .filter(r => r.name.includes('PlotlyChart') || r.name.includes('plotly-cartesian')).map(r => r.responseEnd))})"""
 
 
 def timeline(ctx, url: str) -> str:

@@ -159,6 +159,23 @@ def test_every_figure_is_valid_plotly(env):
             go.Figure(spec)  # raises on an unknown property or a bad value
 
 
+def test_figures_draw_with_the_cartesian_bundle_unless_they_need_more(env):
+    """ui.chart draws a figure with app/plot.js (plotly.js's cartesian bundle, served from app/static) wherever it
+    can, and with st.plotly_chart where the figure needs the full bundle (a Sankey diagram, 3-D) or its clicks are
+    read (the trajectory picker)."""
+    from app import ui
+
+    by_plotly_chart = lambda at: {(el.proto.id or "").split("-", 2)[-1] for el in at.get("plotly_chart")}
+    at = open_page("recursion")
+    assert list(testkit.figures(at)) == ["rec_view"] and not by_plotly_chart(at)
+    at = open_page("trajectories")
+    assert by_plotly_chart(at) == {"traj_view", "traj_flow"}
+    assert {"traj_curves", "traj_commit", "traj_disagree"} <= set(testkit.figures(at))
+    bundle = (Path(ui.__file__).parent / "static" / "plotly-cartesian-4.1.1.min.js").read_text()
+    assert ui.CARTESIAN == set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle))
+    assert "plotly-cartesian-4.1.1.min.js" in (Path(ui.__file__).parent / "plot.js").read_text()
+
+
 def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
     at = open_page("recursion")
     at.segmented_control(key="rec_src").set_value("type one").run()
@@ -413,25 +430,19 @@ def test_deterministic_recursion_says_it_has_no_guidance(env):
 
 
 # --- for teaching: figures as PNG or SVG, the numbers as JSON and CSV, the lesson link -----------------------
-def chart_configs(at: AppTest) -> dict:
-    import json
-
-    return {(el.proto.id or "").split("-", 2)[-1]: json.loads(el.proto.config) for el in at.get("plotly_chart")}
-
-
 def test_every_figure_saves_as_png_or_svg(env):
     at = open_page("recursion", {"rec_depth": "2"})
     clean(at)
-    configs = chart_configs(at)
+    configs = testkit.configs(at)
     assert configs and all(c["toImageButtonOptions"]["format"] == "png" for c in configs.values())
     assert configs["rec_view"]["toImageButtonOptions"]["filename"] == "gram-rec_view"
     at.segmented_control(key="g_fig").set_value("svg").run()
     clean(at)
-    configs = chart_configs(at)
+    configs = testkit.configs(at)
     assert all(c["toImageButtonOptions"]["format"] == "svg" for c in configs.values()), configs
     assert at.query_params["g_fig"] in ("svg", ["svg"])  # a shared link keeps the choice
     at = open_page("tour", {"g_fig": "svg"})  # and every page honours it
-    assert {c["toImageButtonOptions"]["format"] for c in chart_configs(at).values()} == {"svg"}
+    assert {c["toImageButtonOptions"]["format"] for c in testkit.configs(at).values()} == {"svg"}
 
 
 @pytest.fixture
