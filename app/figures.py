@@ -616,22 +616,61 @@ def _smooth(y: list, k: int = 9) -> list:
 
 
 # --- commitment ---------------------------------------------------------------------------------------
-def answer_sankey(flow: dict, step_names: list[str], title: str, height: int = 380) -> Spec:
-    """gram.analysis.answer_flow as a Sankey: columns are record points, bands are trajectories."""
-    records = sorted({n["record"] for n in flow["nodes"]})
-    col = {r: k / max(1, len(records) - 1) for k, r in enumerate(records)}
-    nodes = flow["nodes"]
-    sankey = {"type": "sankey", "arrangement": "snap",
-              "node": {"label": [f"{n['label']} ({n['count']})" for n in nodes], "pad": 12, "thickness": 14,
-                       "x": [0.001 + 0.998 * col[n["record"]] for n in nodes],
-                       "color": [label_color(n["label"]) if n["label"] != "not valid yet" else BAD for n in nodes],
-                       "customdata": [step_names[n["record"]] for n in nodes],
-                       "hovertemplate": "step %{customdata}: %{label}<extra></extra>"},
-              "link": {"source": [lk["source"] for lk in flow["links"]], "target": [lk["target"] for lk in flow["links"]],
-                       "value": [lk["value"] for lk in flow["links"]], "color": "rgba(124,58,237,0.18)"}}
-    notes = [{"x": col[r], "y": -0.02, "yanchor": "top", "xref": "paper", "yref": "paper", "text": f"step {step_names[r]}",
-              "showarrow": False, "font": {"size": 12, "color": MUTED}} for r in records]
-    return figure([sankey], title, height, margin={"b": 34}, annotations=notes)
+def flow_bands(flow: dict, step_names: list[str], title: str, height: int = 380) -> Spec:
+    """gram.analysis.answer_flow as a Sankey diagram drawn with scatter traces (the app's cartesian bundle has no
+    Sankey): a column per record point, a bar per answer there as tall as its trajectories, and a band per link
+    as thick as the trajectories that move along it. Bars stack in the order answers first appear; a bar's bands
+    leave in the order of where they arrive, so they cross as little as the order allows."""
+    nodes, links = flow["nodes"], flow["links"]
+    records = sorted({n["record"] for n in nodes})
+    col = {r: k for k, r in enumerate(records)}
+    n = max(1, sum(nd["count"] for nd in nodes if nd["record"] == records[0]))
+    pad, w = 0.06 * n, 0.06  # between bars (in trajectories), a bar's width (in columns)
+    top, fill = {}, {}  # a node's top; per column, how far its bars reach
+    for i, nd in enumerate(nodes):
+        c = col[nd["record"]]
+        top[i] = fill.get(c, 0.0)
+        fill[c] = top[i] + nd["count"] + pad
+    out_at, in_at = dict(top), dict(top)  # where a node's next band leaves and arrives
+    curve = np.linspace(0, 1, 16)
+    ease = curve * curve * (3 - 2 * curve)
+    bx, by = [], []
+    for lk in sorted(links, key=lambda lk: (top[lk["source"]], top[lk["target"]])):
+        s, t, v = lk["source"], lk["target"], lk["value"]
+        x0, x1 = col[nodes[s]["record"]] + w / 2, col[nodes[t]["record"]] - w / 2
+        y0, y1 = out_at[s], in_at[t]
+        out_at[s] += v
+        in_at[t] += v
+        xs, ys = x0 + (x1 - x0) * curve, y0 + (y1 - y0) * ease
+        bx += _r(np.concatenate([xs, xs[::-1]])) + [None]
+        by += _r(np.concatenate([ys, ys[::-1] + v])) + [None]
+    data = [{"type": "scatter", "x": bx, "y": by, "mode": "lines", "fill": "toself", "line": {"width": 0},
+             "fillcolor": "rgba(124,58,237,0.18)", "hoverinfo": "skip", "showlegend": False}]
+    colour = lambda nd: label_color(nd["label"]) if nd["label"] != "not valid yet" else BAD
+    for c in dict.fromkeys(colour(nd) for nd in nodes):  # the bars, one trace per colour
+        mine = [i for i, nd in enumerate(nodes) if colour(nd) == c]
+        xs = [v for i in mine for v in _bar(col[nodes[i]["record"]], w)]
+        ys = [v for i in mine for v in (top[i], top[i], top[i] + nodes[i]["count"], top[i] + nodes[i]["count"], top[i], None)]
+        data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "fill": "toself", "fillcolor": c,
+                     "line": {"width": 0, "color": c}, "hoverinfo": "skip", "showlegend": False})
+    last = len(records) - 1
+    for side, keep in (("middle right", lambda k: k < last), ("middle left", lambda k: k == last)):
+        mine = [i for i, nd in enumerate(nodes) if keep(col[nd["record"]])]
+        data.append({"type": "scatter", "mode": "text", "textposition": side, "cliponaxis": False,
+                     "x": [col[nodes[i]["record"]] + (w if side == "middle right" else -w) for i in mine],
+                     "y": [top[i] + nodes[i]["count"] / 2 for i in mine],
+                     "text": [f"{nodes[i]['label']} ({nodes[i]['count']})" for i in mine],
+                     "customdata": [step_names[nodes[i]["record"]] for i in mine], "textfont": {"size": 12},
+                     "hovertemplate": "step %{customdata}: %{text}<extra></extra>", "showlegend": False})
+    return figure(data, title, height, margin={"b": 34},
+                  xaxis={"range": [-0.1, max(1, last) + 0.1], "tickvals": list(range(len(records))),
+                         "ticktext": [f"step {step_names[r]}" for r in records], "showgrid": False, "zeroline": False,
+                         "tickfont": {"size": 12, "color": MUTED}},
+                  yaxis={"visible": False, "autorange": "reversed"})
+
+
+def _bar(x: float, w: float) -> list:
+    return [x - w / 2, x + w / 2, x + w / 2, x - w / 2, x - w / 2, None]
 
 
 def commit_strip(steps: np.ndarray, labels: list[str], step_names: list[str], title: str, height: int = 260) -> Spec:

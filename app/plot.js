@@ -1,6 +1,7 @@
 // A Plotly figure drawn by plotly.js's cartesian bundle (app/static, 1.5 MB) instead of st.plotly_chart's full
 // one (4.7 MB): the browser evaluates a third of the code before the first chart (docs/recipe.md). Loaded once
-// per page; the figure's frames step in the browser as with st.plotly_chart.
+// per page; the figure's frames step in the browser as with st.plotly_chart, and with `clicks` a click on a point
+// sets the component's "selection" state ({points: [...]}, as st.plotly_chart's selection), which reruns the page.
 const BUNDLE = "./app/static/plotly-cartesian-4.1.1.min.js";
 
 function plotly() {
@@ -22,7 +23,7 @@ function plotly() {
 }
 
 export default function (component) {
-  const { parentElement, data } = component;
+  const { parentElement, data, setStateValue } = component;
   let gd = parentElement.querySelector(".gram-plot");
   if (!gd) {
     gd = document.createElement("div");
@@ -32,9 +33,16 @@ export default function (component) {
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
   plotly().then((P) => {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
-    const { data: traces, layout, frames, config } = JSON.parse(data);
-    return P.react(gd, { data: traces, layout: { ...layout, width: width() }, frames: frames || [], config });
-  }).then(() => {
+    const { figure, config, clicks } = JSON.parse(data);
+    gd._gramSelect = setStateValue;
+    return P.react(gd, { data: figure.data, layout: { ...figure.layout, width: width() }, frames: figure.frames || [],
+                         config }).then(() => clicks);
+  }).then((clicks) => {
+    if (clicks && !gd._gramClicks) {
+      gd._gramClicks = true;
+      gd.on("plotly_click", (e) => gd._gramSelect("selection", { points: e.points.map((p) => (
+        { curve_number: p.curveNumber, point_index: p.pointIndex, x: p.x, y: p.y, customdata: p.customdata })) }));
+    }
     if (!gd._gramResize) {  // follow the column's width, as st.plotly_chart does
       let last = width();
       gd._gramResize = new ResizeObserver(() => {

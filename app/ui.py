@@ -22,7 +22,7 @@ PAGES = {}  # filled by app/main.py: name -> st.Page
 CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
 # the trace types of plotly.js's cartesian bundle, which app/plot.js draws with; a figure with others (a Sankey
-# diagram, 3-D) or that reports clicks is st.plotly_chart's, with its full bundle
+# diagram, 3-D) is st.plotly_chart's, with its full bundle
 CARTESIAN = {"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie",
              "scatter", "scatterternary", "violin"}
 PLOT = st.components.v2.component("gram_plot", js=(Path(__file__).parent / "plot.js").read_text(), isolate_styles=False)
@@ -206,21 +206,24 @@ def config(key: str) -> dict:
                                               **({"scale": 2} if fmt == "png" else {})}}
 
 
-def chart(fig, key: str, **kw):
+def chart(fig, key: str, clicks: bool = False):
     """A figure with the house settings (the toolbar's camera saves it for a slide), drawn by app/plot.js with the
-    cartesian bundle where it can be, else by st.plotly_chart (kw: its click events). The bundle comes from the
-    app's static files, which .streamlit/config.toml serves."""
+    cartesian bundle where it can be, else by st.plotly_chart. The bundle comes from the app's static files, which
+    .streamlit/config.toml serves. clicks: a click on a point reruns the page with it in the returned selection
+    (`result["selection"]["points"]`, also in st.session_state[key])."""
     spec = fig.to_dict()
-    if kw or not st.get_option("server.enableStaticServing") or \
+    if not st.get_option("server.enableStaticServing") or \
             any(t.get("type", "scatter") not in CARTESIAN for t in spec.get("data", [])):
+        kw = {"on_select": "rerun", "selection_mode": "points"} if clicks else {}
         return st.plotly_chart(fig, key=key, config=config(key), **kw)
     # as a JSON string: a dict would be serialised twice (once sorted, for the element's identity)
-    return PLOT(data=pio.to_json({**spec, "config": config(key)}, validate=False), key=key)
+    payload = pio.to_json({"figure": spec, "config": config(key), "clicks": clicks}, validate=False)
+    return PLOT(data=payload, key=key, **({"on_selection_change": lambda: None} if clicks else {}))
 
 
-def stepping_chart(fig: dict, key: str, **kw):
+def stepping_chart(fig: dict, key: str, clicks: bool = False):
     """A figure that carries its steps as frames (app.stepfig): drawn once, stepped in the browser."""
-    return chart(figures.Spec(fig), key, **kw)
+    return chart(figures.Spec(fig), key, clicks)
 
 
 def need_partner(sel: dict, mode: str, key: str):
@@ -318,7 +321,7 @@ def board_editor(task, prefix: str, start: torch.Tensor) -> torch.Tensor | None:
         st.rerun()
     pending = st.session_state.get(f"{prefix}_pending")
     chart_key = f"{prefix}_editor_{st.session_state[n_key]}"  # a new chart after each edit: its selection is spent
-    ev = chart(figures.board_editor(task, x, pending), chart_key, on_select="rerun", selection_mode="points")
+    ev = chart(figures.board_editor(task, x, pending), chart_key, clicks=True)
     try:
         pts = ev["selection"]["points"] if ev else []
     except (KeyError, TypeError):

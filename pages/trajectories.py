@@ -83,7 +83,7 @@ j = st.number_input(f"Trajectory shown on the board (0-{n - 1}; or click its mar
 fig = stepfig.trajectories(task, x.numpy(), proj.coords, proj.explained, labels, tr.pred[:, j].numpy(),
                            tr.probs[:, j].float().numpy(), j, step_names, ui.step_index("traj", R), dims=dims)
 if dims == 2:
-    ui.stepping_chart(fig, "traj_view", on_select="rerun", selection_mode="points")
+    ui.stepping_chart(fig, "traj_view", clicks=True)
 else:
     ui.stepping_chart(fig, "traj_view3")
 
@@ -112,8 +112,8 @@ for a in [tuple(r) for k in cols_at for r in ans.pred[k].tolist()]:
     if a not in name_of:
         lab, ok = compute.answer_labels(task, x, torch.tensor([a]), known)
         name_of[a] = lab[0] if ok[0] else "not valid yet"
-ui.chart(figures.answer_sankey(analysis.answer_flow(ans, cols_at, name_of.get), step_names,
-                               "answers over depth: which trajectories share one, step by step"), "traj_flow")
+ui.chart(figures.flow_bands(analysis.answer_flow(ans, cols_at, name_of.get), step_names,
+                             "answers over depth: which trajectories share one, step by step"), "traj_flow")
 
 S = split.shape[1]
 ui.download_numbers(f"trajectories-seed{sel['seed']}", {

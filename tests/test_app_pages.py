@@ -161,19 +161,36 @@ def test_every_figure_is_valid_plotly(env):
 
 def test_figures_draw_with_the_cartesian_bundle_unless_they_need_more(env):
     """ui.chart draws a figure with app/plot.js (plotly.js's cartesian bundle, served from app/static) wherever it
-    can, and with st.plotly_chart where the figure needs the full bundle (a Sankey diagram, 3-D) or its clicks are
-    read (the trajectory picker)."""
+    can, and with st.plotly_chart where the figure needs the full bundle (3-D)."""
     from app import ui
 
     by_plotly_chart = lambda at: {(el.proto.id or "").split("-", 2)[-1] for el in at.get("plotly_chart")}
     at = open_page("recursion")
     assert list(testkit.figures(at)) == ["rec_view"] and not by_plotly_chart(at)
     at = open_page("trajectories")
-    assert by_plotly_chart(at) == {"traj_view", "traj_flow"}
-    assert {"traj_curves", "traj_commit", "traj_disagree"} <= set(testkit.figures(at))
+    assert not by_plotly_chart(at) and {"traj_view", "traj_flow", "traj_curves"} <= set(testkit.figures(at))
+    widget(at, "radio", "traj_dims").set_value(3).run()
+    assert by_plotly_chart(at) == {"traj_view3"}
     bundle = (Path(ui.__file__).parent / "static" / "plotly-cartesian-4.1.1.min.js").read_text()
     assert ui.CARTESIAN == set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle))
     assert "plotly-cartesian-4.1.1.min.js" in (Path(ui.__file__).parent / "plot.js").read_text()
+
+
+def test_answer_flow_bands_are_as_thick_as_the_trajectories_along_them():
+    from app import figures
+
+    flow = {"nodes": [{"record": 0, "label": "answer 1", "count": 3}, {"record": 0, "label": "not valid yet", "count": 1},
+                      {"record": 2, "label": "answer 1", "count": 4}],
+            "links": [{"source": 0, "target": 2, "value": 3}, {"source": 1, "target": 2, "value": 1}]}
+    fig = figures.flow_bands(flow, ["1.1", "1.2", "2.1"], "answers").spec
+    bands = " ".join("|" if v is None else str(v) for v in fig["data"][0]["y"]).split("|")
+    ys = [[float(v) for v in b.split()] for b in bands if b.strip()]
+    assert [b[len(b) // 2] - b[len(b) // 2 - 1] for b in ys] == [3, 1]  # top edge out, bottom edge back
+    assert ys[1][len(ys[1]) // 2 - 1] == ys[0][len(ys[0]) // 2 - 1] + 3  # stacked where they arrive
+    bars = {t["fillcolor"]: t for t in fig["data"][1:3]}
+    assert set(bars) == {figures.label_color("answer 1"), figures.BAD}
+    labels = [text for t in fig["data"][3:] for text in t["text"]]
+    assert labels == ["answer 1 (3)", "not valid yet (1)", "answer 1 (4)"]
 
 
 def test_malformed_typed_puzzle_is_an_error_not_a_traceback(env):
