@@ -2,20 +2,18 @@
 // one (4.7 MB): the browser evaluates a third of the code before the first chart (docs/recipe.md). Loaded once
 // per page; the figure's frames step in the browser as with st.plotly_chart, and with `clicks` a click on a point
 // sets the component's "selection" state ({points: [...]}, as st.plotly_chart's selection), which reruns the page.
-const BUNDLE = "./app/static/plotly-cartesian-4.1.1.min.js";
-
-function plotly() {
+function plotly(bundle) {
   if (!window.__gramPlotly) {
     window.__gramPlotly = new Promise((resolve, reject) => {
       const before = window.Plotly;  // st.plotly_chart's, if a page has both: each keeps its own
       const s = document.createElement("script");
-      s.src = BUNDLE;
+      s.src = bundle;
       s.onload = () => {
         const P = window.Plotly;
         if (before) window.Plotly = before;
         resolve(P);
       };
-      s.onerror = () => { window.__gramPlotly = null; reject(new Error(`could not load ${BUNDLE}`)); };
+      s.onerror = () => { window.__gramPlotly = null; reject(new Error(`could not load ${bundle}`)); };
       document.head.appendChild(s);
     });
   }
@@ -31,9 +29,9 @@ export default function (component) {
     parentElement.appendChild(gd);
   }
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
-  plotly().then((P) => {
+  const { figure, config, clicks, bundle } = JSON.parse(data);
+  plotly(bundle).then((P) => {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
-    const { figure, config, clicks } = JSON.parse(data);
     gd._gramSelect = setStateValue;
     return P.react(gd, { data: figure.data, layout: { ...figure.layout, width: width() }, frames: figure.frames || [],
                          config }).then(() => clicks);

@@ -25,6 +25,7 @@ FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: n
 # diagram, 3-D) is st.plotly_chart's, with its full bundle
 CARTESIAN = {"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie",
              "scatter", "scatterternary", "violin"}
+BUNDLE = "app/static/plotly-cartesian-4.1.1.min.js"  # its URL below the server's base path
 PLOT = st.components.v2.component("gram_plot", js=(Path(__file__).parent / "plot.js").read_text(), isolate_styles=False)
 
 
@@ -217,7 +218,9 @@ def chart(fig, key: str, clicks: bool = False):
         kw = {"on_select": "rerun", "selection_mode": "points"} if clicks else {}
         return st.plotly_chart(fig, key=key, config=config(key), **kw)
     # as a JSON string: a dict would be serialised twice (once sorted, for the element's identity)
-    payload = pio.to_json({"figure": spec, "config": config(key), "clicks": clicks}, validate=False)
+    base = st.get_option("server.baseUrlPath").strip("/")
+    payload = pio.to_json({"figure": spec, "config": config(key), "clicks": clicks,
+                           "bundle": "/".join(["", *([base] if base else []), BUNDLE])}, validate=False)
     return PLOT(data=payload, key=key, **({"on_selection_change": lambda: None} if clicks else {}))
 
 
