@@ -619,15 +619,18 @@ def _smooth(y: list, k: int = 9) -> list:
 def flow_bands(flow: dict, step_names: list[str], title: str, height: int = 380) -> Spec:
     """gram.analysis.answer_flow as a Sankey diagram drawn with scatter traces (the app's cartesian bundle has no
     Sankey): a column per record point, a bar per answer there as tall as its trajectories, and a band per link
-    as thick as the trajectories that move along it. Bars stack in the order answers first appear; a bar's bands
-    leave in the order of where they arrive, so they cross as little as the order allows."""
+    as thick as the trajectories that move along it. Every column stacks its answers in the last column's order
+    (most trajectories first; answers gone by then below), and a bar's bands leave in the order of where they
+    arrive, so bands cross where trajectories change their answer, not where the order does."""
     nodes, links = flow["nodes"], flow["links"]
     records = sorted({n["record"] for n in nodes})
     col = {r: k for k, r in enumerate(records)}
     n = max(1, sum(nd["count"] for nd in nodes if nd["record"] == records[0]))
     pad, w = 0.06 * n, 0.06  # between bars (in trajectories), a bar's width (in columns)
+    final = sorted((nd for nd in nodes if nd["record"] == records[-1]), key=lambda nd: -nd["count"])
+    rank = {nd["label"]: k for k, nd in enumerate(final)}
     top, fill = {}, {}  # a node's top; per column, how far its bars reach
-    for i, nd in enumerate(nodes):
+    for i, nd in sorted(enumerate(nodes), key=lambda p: (col[p[1]["record"]], rank.get(p[1]["label"], len(rank)), p[0])):
         c = col[nd["record"]]
         top[i] = fill.get(c, 0.0)
         fill[c] = top[i] + nd["count"] + pad

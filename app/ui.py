@@ -19,7 +19,8 @@ from app.compute import UserError
 
 PAGES = {}  # filled by app/main.py: name -> st.Page
 # every figure's toolbar: hover tools off, the camera on; it saves in the format the page header sets
-CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
+CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines",
+                                                         "sendChartToCloud"]}
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
 # the trace types of plotly.js's cartesian bundle, which app/plot.js draws with; a figure with others (a Sankey
 # diagram, 3-D) is st.plotly_chart's, with its full bundle

@@ -13,18 +13,26 @@ BAD = "#9ca3af"
 QUALITATIVE = ["#7c3aed", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#ec4899", "#14b8a6", "#8b5cf6", "#84cc16",
                "#f97316", "#06b6d4", "#a855f7", "#22c55e", "#eab308", "#3b82f6", "#d946ef", "#64748b", "#b45309"]
 TEMPLATE = "plotly_white"  # the command line's figures: graph objects, their margins fitted by Plotly
-# the app's figures (plain dicts; Plotly.js reads no template by name): plotly_white's axes, each figure setting its
-# margins instead of the axes' automargin, which measures every label and can lay a figure out twice
-AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2, "ticks": "",
-        "automargin": False, "title": {"standoff": 6}}
-# in the app, titles and hover labels as Streamlit's own theme draws them on st.plotly_chart, so the figures that
-# app/plot.js draws look the same (Source Sans is the page's font)
+# The app's figures (plain dicts; Plotly.js reads no template by name): plotly_white's axes under the look that
+# Streamlit's theme gave st.plotly_chart's figures, written out because app/plot.js draws most of them without it
+# (the values are the theme's, read from a figure it drew: grey axis text in Source Sans, no vertical grid, axes
+# that fit their labels, a bold title at the left)
 _PAGE_FONT = '"Source Sans", sans-serif'
+_TEXT, _GRID = "#808495", "#e6eaf1"
+_AXIS = {"gridcolor": _GRID, "linecolor": "#EBF0F8", "zerolinecolor": _GRID, "zerolinewidth": 2, "ticks": "",
+         "tickcolor": _GRID, "automargin": True, "tickfont": {"color": _TEXT, "size": 12.75}}
 APP_TEMPLATE = {"layout": {
-    "colorway": QUALITATIVE, "hovermode": "closest", "xaxis": AXIS, "yaxis": AXIS,
-    "title": {"font": {"family": _PAGE_FONT, "weight": 700, "color": "#2F2D2B"}},
+    "colorway": QUALITATIVE, "hovermode": "closest",
+    "xaxis": {**_AXIS, "showgrid": False, "zeroline": False,
+              "title": {"standoff": 21.25, "font": {"color": _TEXT, "size": 14.875}}},
+    "yaxis": {**_AXIS, "ticklabelposition": "outside", "title": {"standoff": 25.5, "font": {"color": _TEXT, "size": 14.875}}},
+    "title": {"font": {"family": _PAGE_FONT, "size": 17, "weight": 700, "color": "#2F2D2B"}, "pad": {"l": 4.25},
+              "xanchor": "left", "x": 0},
+    "legend": {"font": {"size": 12.75, "color": "#262730"}, "title": {"font": {"size": 12.75, "color": _TEXT}},
+               "borderwidth": 0, "valign": "top"},
+    "margin": {"pad": 8.5},
     "hoverlabel": {"bgcolor": "#FFFFFF", "bordercolor": "rgba(47, 45, 43, 0.2)",
-                   "font": {"family": _PAGE_FONT, "size": 12.75, "color": "#808495"}}}}
+                   "font": {"family": _PAGE_FONT, "size": 12.75, "color": _TEXT}}}}
 
 
 def color(i: int) -> str:
