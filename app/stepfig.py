@@ -74,7 +74,8 @@ def player(labels: list[str], steps: list[int], active: int, prefix: str = "step
         "updatemenus": [{"type": "buttons", "showactive": False, "x": 0, "y": -0.06, "xanchor": "left", "yanchor": "top",
                          "direction": "left", "pad": {"t": 28, "r": 8},
                          "buttons": [{"label": "\u25b6 play", "method": "animate",
-                                      "args": [None, {"frame": {"duration": duration, "redraw": True},
+                                      # immediate: play starts even while a slider step is still being drawn
+                                      "args": [None, {"mode": "immediate", "frame": {"duration": duration, "redraw": True},
                                                       "fromcurrent": True, "transition": {"duration": 0}}]},
                                      {"label": "\u275a\u275a pause", "method": "animate",
                                       "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],

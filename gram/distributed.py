@@ -49,6 +49,13 @@ class World:
         dist.all_gather(parts, src)
         return torch.cat(parts).to(torch.device("cpu"), t.dtype)
 
+    def close(self) -> None:
+        """Wait for every rank, then leave the group. A rank that exits with the group still open can abort in
+        gloo's destructor ("terminate called without an active exception") while rank 0 still saves."""
+        if self.size > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def setup(device: str | None = None) -> World:
     """Join the process group torchrun describes in the environment, or stay a world of one.

@@ -91,6 +91,7 @@ def cmd_train(args) -> None:
         bar.close()
         if lock is not None:
             lock.release()
+    tr.world.close()
     if STOP["signal"] is not None:
         print(f"interrupted at step {tr.step}; saved. Continue with: python -m gram train --out {out} --resume",
               file=sys.stderr)
