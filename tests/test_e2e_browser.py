@@ -104,10 +104,44 @@ def test_recursion_steps_in_the_browser_without_the_server(server, chromium, sho
         except playwright_api.TimeoutError:
             if attempt:
                 raise
+    page.locator(".js-plotly-plot .updatemenu-button").nth(1).click()  # pause
+    label_now = "() => document.querySelector('.js-plotly-plot .slider-group > .slider-label').textContent.trim()"
+    page.wait_for_timeout(600)  # a step under way when pause lands still finishes
+    paused = page.evaluate(label_now)
+    page.wait_for_timeout(1200)
+    assert page.evaluate(label_now) == paused, "pause did not stop play"
     assert len(sent) == n_sent
     no_traceback(page)
     assert not errors, errors
     page.screenshot(path=str(shots / "recursion_stepped.png"), full_page=True)
+    page.close()
+
+
+SAME_AS_ANIMATE = """async () => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
+  const names = gd.layout.sliders[0].steps.map(s => s.args[0][0]);
+  const shown = () => JSON.stringify(gd.data);
+  const differ = [];
+  for (const name of [names[0], names[names.length >> 1], names[1], names[names.length - 1]]) {
+    await gd._gramStep(name);
+    const ours = shown();
+    await gd._gramPlotly.animate(gd, [name], {mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}});
+    if (shown() !== ours) differ.push(name);
+  }
+  return {differ, n: names.length};
+}"""
+
+
+def test_the_pages_own_stepping_draws_what_plotly_animate_would(server, chromium):
+    """app/plot.js steps by restyling the traces a frame names, with the frame merged over its baseframes: each
+    step shows what Plotly.animate (st.plotly_chart's stepping) would."""
+    page, errors = new_page(chromium)
+    for path in ("/recursion?rec_depth=8", "/trajectories", "/generation"):
+        page.goto(server.url + path)
+        testkit.wait_rendered(page, charts=1)
+        got = page.evaluate(SAME_AS_ANIMATE)
+        assert got["n"] >= 2 and got["differ"] == [], (path, got)
+    assert not errors, errors
     page.close()
 
 
