@@ -20,19 +20,31 @@ function plotly(bundle) {
   return window.__gramPlotly;
 }
 
-// Stepping. The figure's slider steps and play/pause buttons name its frames for Plotly.animate (st.plotly_chart
-// runs them so); here they only move, and a step restyles the traces its frame names: Plotly.animate with redraw
-// computes the whole figure twice (its transition's defaults and calc, then the redraw's), restyle once
-// (docs/recipe.md). A frame names the one before as its baseframe and carries what changed since; the state at a
-// step is its chain merged, as Plotly's computeFrame does.
+// Stepping. The figure's slider and play/pause buttons name its frames for Plotly.animate (st.plotly_chart runs
+// them so). Here the slider and buttons are plain HTML under the plot, in the room the figure keeps for them, and a
+// step restyles the traces its frame names: Plotly.animate with redraw computes the whole figure twice (its
+// transition's defaults and calc, then the redraw's) and a Plotly slider is drawn again with every step, every step
+// label measured (docs/recipe.md). A frame names the one before as its baseframe and carries what changed since;
+// the state at a step is its chain merged, as Plotly's computeFrame does.
 const isFrameStep = (s) => s.method === "animate" && Array.isArray(s.args) && Array.isArray(s.args[0]) && s.args[0][0] !== null;
 
 function ownStepping(layout) {
-  const off = (items) => (items || []).map((s) => (s.method === "animate" ? { ...s, execute: false } : s));
-  const out = { ...layout };
-  if (layout.sliders) out.sliders = layout.sliders.map((s) => ({ ...s, steps: off(s.steps) }));
-  if (layout.updatemenus) out.updatemenus = layout.updatemenus.map((m) => ({ ...m, buttons: off(m.buttons) }));
-  return out;
+  // the layout without its frame slider and animate buttons, and what the HTML player needs of them
+  const sliders = layout.sliders || [], menus = layout.updatemenus || [];
+  const slider = sliders.find((s) => (s.steps || []).length && s.steps.every(isFrameStep));
+  if (!slider) return { layout, spec: null };
+  const buttons = menus.flatMap((m) => m.buttons || []);
+  const play = buttons.find((b) => b.method === "animate" && Array.isArray(b.args) && b.args[0] === null);
+  const spec = {
+    names: slider.steps.map((s) => s.args[0][0]), labels: slider.steps.map((s) => s.label),
+    active: slider.active || 0, prefix: (slider.currentvalue || {}).prefix || "",
+    duration: (play && play.args[1] && play.args[1].frame && play.args[1].frame.duration) || 500,
+    playLabel: play ? play.label : "\u25b6 play",
+    pauseLabel: (buttons.find((b) => b.method === "animate" && Array.isArray(b.args) && Array.isArray(b.args[0]) && b.args[0][0] === null) || {}).label || "\u275a\u275a pause",
+  };
+  const out = { ...layout, sliders: sliders.filter((s) => s !== slider),
+                updatemenus: menus.filter((m) => !(m.buttons || []).some((b) => b.method === "animate")) };
+  return { layout: out, spec };
 }
 
 function merge(into, from) {  // plain objects deeply, arrays and values replaced
@@ -68,7 +80,7 @@ function stepper(gd) {
     return states.get(name);
   };
   let busy = null, wanted = null;
-  const show = (name) => {  // the latest wanted step wins while one is being drawn
+  return (name) => {  // the latest wanted step wins while one is being drawn
     if (!gd._gramFrames.byName.has(name)) return Promise.resolve();
     if (busy) { wanted = name; return busy; }
     const at = state(name), idx = [...at.keys()], update = {};
@@ -77,42 +89,74 @@ function stepper(gd) {
     });
     busy = gd._gramPlotly.restyle(gd, update, idx).finally(() => {
       busy = null;
-      if (wanted !== null) { const n = wanted; wanted = null; return show(n); }
+      if (wanted !== null) { const n = wanted; wanted = null; return gd._gramStep(n); }
     });
     return busy;
   };
-  const play = async (opts) => {
-    const run = ++gd._gramPlaying, slider = gd.layout.sliders[0], names = slider.steps.map((s) => s.args[0][0]);
-    const wait = (opts && opts.frame && opts.frame.duration) || 0;
-    let k = (slider.active || 0) + 1;
-    if (k >= names.length) k = 0;  // at the last step, play starts over
-    for (; k < names.length && run === gd._gramPlaying; k++) {
-      await show(names[k]);
-      if (run !== gd._gramPlaying) break;
-      await gd._gramPlotly.relayout(gd, { "sliders[0].active": k });
-      await new Promise((r) => setTimeout(r, wait));
-    }
+}
+
+const PLAYER_CSS = `
+.gram-wrap { position: relative; }
+.gram-player { position: absolute; left: 10px; right: 10px; bottom: 8px; display: flex; align-items: flex-end; gap: 6px;
+  font-family: "Source Sans Pro", "Source Sans 3", sans-serif; font-size: 13px; color: #31333f; }
+.gram-player button { font: inherit; color: inherit; background: #fff; border: 1px solid #bec8d9; border-radius: 3px;
+  padding: 3px 10px; cursor: pointer; }
+.gram-player button:hover { background: #f0f2f6; }
+.gram-track { flex: 1; margin-left: 12px; }
+.gram-label { font-size: 14px; margin-bottom: 2px; }
+.gram-player input[type=range] { width: 100%; margin: 0; accent-color: #6d28d9; cursor: pointer; }`;
+
+function player(gd, wrap) {
+  if (!document.getElementById("gram-player-css")) {
+    const st = document.createElement("style");
+    st.id = "gram-player-css";
+    st.textContent = PLAYER_CSS;
+    document.head.appendChild(st);
+  }
+  const el = document.createElement("div");
+  el.className = "gram-player";
+  el.innerHTML = '<button type="button" class="gram-play"></button><button type="button" class="gram-pause"></button>' +
+    '<div class="gram-track"><div class="gram-label"></div><input type="range" min="0" step="1" aria-label="step"></div>';
+  wrap.appendChild(el);
+  const range = el.querySelector("input"), label = el.querySelector(".gram-label");
+  const at = (k) => {
+    const spec = gd._gramSpec;
+    range.value = String(k);
+    label.textContent = spec.prefix + spec.labels[k];
+    return gd._gramStep(spec.names[k]);
   };
   const quiet = (promise) => promise.catch(() => {});  // a figure replaced mid-step has nothing left to draw
-  gd.on("plotly_sliderchange", (e) => {
-    if (e.interaction && e.step && isFrameStep(e.step)) { gd._gramPlaying++; quiet(show(e.step.args[0][0])); }
-  });
-  gd.on("plotly_buttonclicked", (e) => {
-    const b = e.button;
-    if (b.method !== "animate" || !Array.isArray(b.args)) return;
-    if (b.args[0] === null) quiet(play(b.args[1]));
-    else if (Array.isArray(b.args[0]) && b.args[0][0] === null) gd._gramPlaying++;
-  });
-  return show;
+  range.addEventListener("input", () => { gd._gramPlaying++; quiet(at(+range.value)); });
+  el.querySelector(".gram-pause").addEventListener("click", () => { gd._gramPlaying++; });
+  el.querySelector(".gram-play").addEventListener("click", () => quiet((async () => {
+    const run = ++gd._gramPlaying, n = gd._gramSpec.names.length;
+    let k = +range.value + 1;
+    if (k >= n) k = 0;  // at the last step, play starts over
+    for (; k < n && run === gd._gramPlaying; k++) {
+      await at(k);
+      await new Promise((r) => setTimeout(r, gd._gramSpec.duration));
+    }
+  })()));
+  return (spec) => {  // a new figure: its steps, opened at its active one
+    gd._gramSpec = spec;
+    el.querySelector(".gram-play").textContent = spec.playLabel;
+    el.querySelector(".gram-pause").textContent = spec.pauseLabel;
+    range.max = String(spec.names.length - 1);
+    range.value = String(spec.active);
+    label.textContent = spec.prefix + spec.labels[spec.active];
+  };
 }
 
 export default function (component) {
   const { parentElement, data, setStateValue } = component;
   let gd = parentElement.querySelector(".gram-plot");
   if (!gd) {
+    const wrap = document.createElement("div");
+    wrap.className = "gram-wrap";
     gd = document.createElement("div");
     gd.className = "gram-plot";
-    parentElement.appendChild(gd);
+    wrap.appendChild(gd);
+    parentElement.appendChild(wrap);
   }
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
   const { figure, config, clicks, bundle } = JSON.parse(data);
@@ -120,10 +164,14 @@ export default function (component) {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
     gd._gramSelect = setStateValue;
     const frames = figure.frames || [];
-    const layout = frames.length ? ownStepping(figure.layout) : figure.layout;
+    const { layout, spec } = frames.length ? ownStepping(figure.layout) : { layout: figure.layout, spec: null };
     return P.react(gd, { data: figure.data, layout: { ...layout, width: width() }, frames, config }).then(() => {
       setFrames(gd, frames);
-      if (frames.length && !gd._gramStep) gd._gramStep = stepper(gd);  // the benchmark steps with it too
+      if (spec) {
+        if (!gd._gramStep) gd._gramStep = stepper(gd);  // the benchmark steps with it too
+        if (!gd._gramPlayer) gd._gramPlayer = player(gd, gd.parentElement);
+        gd._gramPlayer(spec);
+      }
       return clicks;
     });
   }).then((clicks) => {

@@ -52,21 +52,19 @@ DRAWN = """() => {
   const charts = [...document.querySelectorAll(CHARTS)];
   return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
 }""".replace("CHARTS", repr(CHARTS))
-# the first step of the first stepping figure's slider, as a click on it runs it (its grip and label move at the
-# click, in Plotly's slider); resolve when the figure is redrawn
+# the first step of the first stepping figure, as a move of its slider runs it (app/plot.js's own player, or
+# st.plotly_chart's Plotly slider); resolve when the figure is redrawn
 STEP = """async () => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._gramSpec || (g.layout && g.layout.sliders));
   if (!gd) return null;
-  const target = gd.layout.sliders[0].steps[0].args[0][0];
-  const t0 = performance.now();
-  // what the slider runs: app/plot.js's own stepping, or st.plotly_chart's Plotly.animate
+  const names = gd._gramSpec ? gd._gramSpec.names : gd.layout.sliders[0].steps.map(s => s.args[0][0]);
   const step = gd._gramStep || (name => (gd._gramPlotly || window.Plotly).animate(gd, [name], {mode: 'immediate',
                                          frame: {duration: 0, redraw: true}, transition: {duration: 0}}));
-  await step(target);
+  const t0 = performance.now();
+  await step(names[0]);
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const t1 = performance.now();
-  // step back to the last frame for the next repeat
-  await step(gd.layout.sliders[0].steps.slice(-1)[0].args[0][0]);
+  await step(names[names.length - 1]);  // back to the last step for the next repeat
   return {ms: t1 - t0};
 }"""
 

@@ -75,41 +75,34 @@ def test_every_page_renders(server, chromium, shots):
 
 def test_recursion_steps_in_the_browser_without_the_server(server, chromium, shots):
     """A click on the figure's own slider redraws the step in the page: the label, the panel titles and the
-    board change, and nothing is sent to the server."""
+    board change, and nothing is sent to the server. Play runs through the steps, pause stops it."""
     page, errors = new_page(chromium)
     sent = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
     page.goto(f"{server.url}/recursion?rec_depth=8")
     testkit.wait_rendered(page, charts=1)
-    label = page.locator(".js-plotly-plot .slider-group > .slider-label").first
-    assert label.text_content().strip() == "step 8.2"
+    label = lambda: page.locator(".gram-player .gram-label").first.text_content().strip()
+    assert label() == "step 8.2"
     board = lambda: page.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].z)")
     before, n_sent = board(), len(sent)
-    rail_el = page.locator(".js-plotly-plot .slider-rail-touch-rect").first
+    rail_el = page.locator(".gram-player input[type=range]").first
     rail_el.scroll_into_view_if_needed()
     rail = rail_el.bounding_box()
-    page.mouse.click(rail["x"] + 3, rail["y"] + rail["height"] / 2)  # the left end: the first step
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot .slider-group > .slider-label')"
-                           ".textContent.trim() === 'step 1.1'", timeout=10_000)
-    assert board() != before
+    page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)  # the left end: the first step
+    page.wait_for_function("() => document.querySelector('.gram-player .gram-label').textContent.trim() === 'step 1.1'",
+                           timeout=10_000)
+    page.wait_for_function(f"() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].z) !== {before!r}",
+                           timeout=10_000)
     page.wait_for_timeout(300)
     assert len(sent) == n_sent, "a step went to the server"
-    # play runs through the frames in the page
-    moved = "() => document.querySelector('.js-plotly-plot .slider-group > .slider-label').textContent.trim() !== 'step 1.1'"
-    for attempt in range(2):  # a click that lands while the slider's own step still animates can be dropped
-        page.locator(".js-plotly-plot .updatemenu-button").first.click()  # the first button: play
-        try:
-            page.wait_for_function(moved, timeout=10_000)
-            break
-        except playwright_api.TimeoutError:
-            if attempt:
-                raise
-    page.locator(".js-plotly-plot .updatemenu-button").nth(1).click()  # pause
-    label_now = "() => document.querySelector('.js-plotly-plot .slider-group > .slider-label').textContent.trim()"
+    page.locator(".gram-player .gram-play").first.click()
+    page.wait_for_function("() => document.querySelector('.gram-player .gram-label').textContent.trim() !== 'step 1.1'",
+                           timeout=10_000)
+    page.locator(".gram-player .gram-pause").first.click()
     page.wait_for_timeout(600)  # a step under way when pause lands still finishes
-    paused = page.evaluate(label_now)
+    paused = label()
     page.wait_for_timeout(1200)
-    assert page.evaluate(label_now) == paused, "pause did not stop play"
+    assert label() == paused, "pause did not stop play"
     assert len(sent) == n_sent
     no_traceback(page)
     assert not errors, errors
@@ -118,8 +111,8 @@ def test_recursion_steps_in_the_browser_without_the_server(server, chromium, sho
 
 
 SAME_AS_ANIMATE = """async () => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.sliders);
-  const names = gd.layout.sliders[0].steps.map(s => s.args[0][0]);
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._gramSpec);
+  const names = gd._gramSpec.names;
   const shown = () => JSON.stringify(gd.data);
   const differ = [];
   for (const name of [names[0], names[names.length >> 1], names[1], names[names.length - 1]]) {
