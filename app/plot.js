@@ -26,7 +26,11 @@ function plotly(bundle) {
 // transition's defaults and calc, then the redraw's) and a Plotly slider is drawn again with every step, every step
 // label measured (docs/recipe.md). A frame names the one before as its baseframe and carries what changed since;
 // the state at a step is its chain merged, as Plotly's computeFrame does.
-const isFrameStep = (s) => s.method === "animate" && Array.isArray(s.args) && Array.isArray(s.args[0]) && s.args[0][0] !== null;
+const animates = (s) => s.method === "animate" && Array.isArray(s.args);
+const isFrameStep = (s) => animates(s) && Array.isArray(s.args[0]) && s.args[0][0] !== null;
+const isPlay = (b) => animates(b) && b.args[0] === null;
+const isPause = (b) => animates(b) && Array.isArray(b.args[0]) && b.args[0][0] === null;
+const isPlain = (v) => v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v);
 
 function ownStepping(layout) {
   // the layout without its frame slider and animate buttons, and what the HTML player needs of them
@@ -34,30 +38,27 @@ function ownStepping(layout) {
   const slider = sliders.find((s) => (s.steps || []).length && s.steps.every(isFrameStep));
   if (!slider) return { layout, spec: null };
   const buttons = menus.flatMap((m) => m.buttons || []);
-  const play = buttons.find((b) => b.method === "animate" && Array.isArray(b.args) && b.args[0] === null);
+  const play = buttons.find(isPlay), pause = buttons.find(isPause);
   const spec = {
     names: slider.steps.map((s) => s.args[0][0]), labels: slider.steps.map((s) => s.label),
     active: slider.active || 0, prefix: (slider.currentvalue || {}).prefix || "",
     duration: (play && play.args[1] && play.args[1].frame && play.args[1].frame.duration) || 500,
     playLabel: play ? play.label : "\u25b6 play",
-    pauseLabel: (buttons.find((b) => b.method === "animate" && Array.isArray(b.args) && Array.isArray(b.args[0]) && b.args[0][0] === null) || {}).label || "\u275a\u275a pause",
+    pauseLabel: pause ? pause.label : "\u275a\u275a pause",
   };
   const out = { ...layout, sliders: sliders.filter((s) => s !== slider),
-                updatemenus: menus.filter((m) => !(m.buttons || []).some((b) => b.method === "animate")) };
+                updatemenus: menus.filter((m) => !(m.buttons || []).some(animates)) };
   return { layout: out, spec };
 }
 
 function merge(into, from) {  // plain objects deeply, arrays and values replaced
-  for (const [k, v] of Object.entries(from)) {
-    const plain = v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v);
-    into[k] = plain ? merge(into[k] && typeof into[k] === "object" && !Array.isArray(into[k]) ? { ...into[k] } : {}, v) : v;
-  }
+  for (const [k, v] of Object.entries(from)) into[k] = isPlain(v) ? merge(isPlain(into[k]) ? { ...into[k] } : {}, v) : v;
   return into;
 }
 
 function flatten(obj, prefix, out) {  // {marker: {color: c}} -> {"marker.color": c}, as restyle takes it
   for (const [k, v] of Object.entries(obj)) {
-    if (v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v)) flatten(v, `${prefix}${k}.`, out);
+    if (isPlain(v)) flatten(v, `${prefix}${k}.`, out);
     else out[`${prefix}${k}`] = v;
   }
   return out;
@@ -80,7 +81,7 @@ function stepper(gd) {
     return states.get(name);
   };
   let busy = null, wanted = null;
-  return (name) => {  // the latest wanted step wins while one is being drawn
+  const show = (name) => {  // the latest wanted step wins while one is being drawn
     if (!gd._gramFrames.byName.has(name)) return Promise.resolve();
     if (busy) { wanted = name; return busy; }
     const at = state(name), idx = [...at.keys()], update = {};
@@ -89,10 +90,11 @@ function stepper(gd) {
     });
     busy = gd._gramPlotly.restyle(gd, update, idx).finally(() => {
       busy = null;
-      if (wanted !== null) { const n = wanted; wanted = null; return gd._gramStep(n); }
+      if (wanted !== null) { const n = wanted; wanted = null; return show(n); }
     });
     return busy;
   };
+  return show;
 }
 
 const PLAYER_CSS = `
