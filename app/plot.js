@@ -88,6 +88,9 @@ function stepper(gd) {
     idx.forEach((i, k) => {
       for (const [key, v] of Object.entries(flatten(at.get(i), "", {}))) (update[key] = update[key] || new Array(idx.length))[k] = v;
     });
+    // restyling "type", even to the same, resets the traces' axes to autorange (plotly.js's _restyle); animate
+    // keeps a figure's fixed ranges, and a frame here keeps each trace's type
+    if (update.type && update.type.every((t, k) => t === undefined || t === (gd.data[idx[k]].type || "scatter"))) delete update.type;
     busy = gd._gramPlotly.restyle(gd, update, idx).finally(() => {
       busy = null;
       if (wanted !== null) { const n = wanted; wanted = null; return show(n); }
