@@ -19,8 +19,10 @@ TEMPLATE = "plotly_white"  # the command line's figures: graph objects, their ma
 # that fit their labels, a bold title at the left)
 _PAGE_FONT = '"Source Sans", sans-serif'
 _TEXT, _GRID = "#808495", "#e6eaf1"
+# ticklabeloverflow "allow": labels fit by automargin; plotly.js's default ("hide past div") measures every tick
+# label of an axis again as each one is placed, quadratic in the labels (docs/recipe.md)
 _AXIS = {"gridcolor": _GRID, "linecolor": "#EBF0F8", "zerolinecolor": _GRID, "zerolinewidth": 2, "ticks": "",
-         "tickcolor": _GRID, "automargin": True, "tickfont": {"color": _TEXT, "size": 12.75}}
+         "tickcolor": _GRID, "automargin": True, "ticklabeloverflow": "allow", "tickfont": {"color": _TEXT, "size": 12.75}}
 APP_TEMPLATE = {"layout": {
     "colorway": QUALITATIVE, "hovermode": "closest",
     "xaxis": {**_AXIS, "showgrid": False, "zeroline": False,
