@@ -164,7 +164,7 @@ export default function (component) {
     parentElement.appendChild(wrap);
   }
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
-  const { figure, config, clicks, bundle } = JSON.parse(data);
+  const { figure, config, clicks, bundle } = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
   plotly(bundle).then((P) => {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
     gd._gramSelect = setStateValue;

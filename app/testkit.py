@@ -34,8 +34,8 @@ def _charts(at) -> dict:
     out = {}
     charts = [(el.proto, json.loads(el.proto.spec), json.loads(el.proto.config)) for el in at.get("plotly_chart")]
     for el in at.get("bidi_component"):
-        if el.proto.component_name == "gram_plot":  # a JSON string of the figure and its config (ui.chart)
-            payload = json.loads(json.loads(el.proto.json))
+        if el.proto.component_name == "gram_plot":  # the figure and its config as JSON bytes (ui.chart)
+            payload = json.loads(el.proto.bytes)
             charts.append((el.proto, payload["figure"], payload["config"]))
     for k, (proto, spec, config) in enumerate(charts):
         parts = (proto.id or "").split("-", 2)  # '$$ID-<hash>-<user key>'

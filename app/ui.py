@@ -218,10 +218,12 @@ def chart(fig, key: str, clicks: bool = False):
             any(t.get("type", "scatter") not in CARTESIAN for t in spec.get("data", [])):
         kw = {"on_select": "rerun", "selection_mode": "points"} if clicks else {}
         return st.plotly_chart(fig, key=key, config=config(key), **kw)
-    # as a JSON string: a dict would be serialised twice (once sorted, for the element's identity)
+    # as JSON bytes: a dict would be serialised twice (once sorted, for the element's identity), and anything
+    # but bytes or a mapping is first checked for being a dataframe, which imports pandas (~1 s in a session's
+    # first figure)
     base = st.get_option("server.baseUrlPath").strip("/")
     payload = pio.to_json({"figure": spec, "config": config(key), "clicks": clicks,
-                           "bundle": "/".join(["", *([base] if base else []), BUNDLE])}, validate=False)
+                           "bundle": "/".join(["", *([base] if base else []), BUNDLE])}, validate=False).encode()
     return PLOT(data=payload, key=key, **({"on_selection_change": lambda: None} if clicks else {}))
 
 

@@ -3,7 +3,10 @@ from the card, and the small analyses the stepping views draw."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -247,6 +250,33 @@ def test_opening_a_page_builds_no_dataset(tmp_path, fresh_cache, monkeypatch):
         at.run()
         assert not at.exception, [e.message for e in at.exception]
     assert built == []
+
+
+OPEN_EVERY_PAGE = """
+import sys
+from streamlit.testing.v1 import AppTest
+from app import testkit
+for page in ("tour", "recursion", "trajectories", "coverage", "selection", "generation", "train"):
+    at = AppTest.from_file(testkit.MAIN, default_timeout=120)
+    if page != "tour":
+        at.switch_page(f"../pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+print(sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
+"""
+
+
+def test_opening_the_pages_imports_no_dataframe_library(tmp_path):
+    """Nothing the figures do not need is imported: a Streamlit component given anything but bytes or a mapping
+    checks it for a dataframe, which imports pandas and pyarrow (~1 s of a server's first view)."""
+    from app import testkit
+
+    testkit.make_checkpoint(tmp_path / "ck" / "nqueens7", "nqueens7", "gram")
+    env = {**os.environ, "GRAM_CHECKPOINTS": str(tmp_path / "ck"), "GRAM_APP_RUNS": str(tmp_path / "runs"),
+           "GRAM_WARM": "0"}
+    r = subprocess.run([sys.executable, "-c", OPEN_EVERY_PAGE], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_answers_are_compared_in_their_canonical_form():
