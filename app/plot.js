@@ -164,7 +164,7 @@ export default function (component) {
     parentElement.appendChild(wrap);
   }
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
-  const { figure, config, clicks, bundle } = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
+  const { figure, config, clicks, bundle } = JSON.parse(new TextDecoder().decode(data));  // JSON bytes (ui.chart)
   plotly(bundle).then((P) => {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
     gd._gramSelect = setStateValue;
