@@ -19,6 +19,19 @@ def make_checkpoint(directory: str | Path, task: str = "nqueens7", mode: str = "
     return tr.save(directory)
 
 
+def open_page(page: str | None = None, params: dict | None = None, timeout: float = 120):
+    """The app under Streamlit's AppTest, run once: the Tour, or `page` opened directly (as a shared link
+    /<page>?... does), with `params` as the link's query."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    if params:
+        at.query_params.update(params)
+    if page:
+        at.switch_page(f"../pages/{page}.py")
+    return at.run()
+
+
 def figures(at) -> dict:
     """{chart key or index: plotly figure dict} for every figure on the AppTest's current page: st.plotly_chart's
     and app/plot.js's (ui.chart)."""

@@ -11,8 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import testkit
-
-TIMEOUT = 120
+from app.testkit import open_page
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +28,6 @@ def env(ckroot, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("GRAM_APP_QUICK", ",".join(testkit.TINY))
     return ckroot
-
-
-def open_page(page: str | None = None, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(testkit.MAIN, default_timeout=TIMEOUT)
-    if params:
-        at.query_params.update(params)
-    if page:  # open the page directly, as a shared link /<page>?... does
-        at.switch_page(f"../pages/{page}.py")
-    return at.run()
 
 
 def clean(at: AppTest) -> None:

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 import gram.tasks
 from app import testkit
+from app.testkit import open_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [None, "recursion", "trajectories", "selection", "coverage", "generation", "train"]  # None: the Tour
@@ -46,15 +47,6 @@ def variant(base, tmp_path, monkeypatch, config=None, card=None) -> Path:
     (d / "card.json").write_text(json.dumps({**json.loads((d / "card.json").read_text()), **(card or {})}))
     monkeypatch.setenv("GRAM_CHECKPOINTS", str(d.parent))
     return d
-
-
-def open_page(page, params=None) -> AppTest:
-    at = AppTest.from_file(testkit.MAIN, default_timeout=120)
-    if params:
-        at.query_params.update(params)
-    if page:
-        at.switch_page(f"../pages/{page}.py")
-    return at.run()
 
 
 def every_page(params=None):

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamlit.testing.v1 import AppTest
-
 from app import testkit, training
+from app.testkit import open_page
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +25,6 @@ def env(ckroot, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(training, "_JOBS", {})  # the server's jobs are per process: no other test's run shows
     return ckroot
-
-
-def open_page(page=None):
-    at = AppTest.from_file(testkit.MAIN, default_timeout=120)
-    if page:
-        at.switch_page(f"../pages/{page}.py")
-    return at.run()
 
 
 def fill_tiny(at, steps=3):

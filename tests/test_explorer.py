@@ -229,8 +229,6 @@ def test_align_steps_pairs_records_by_step_and_transition():
 
 def test_opening_a_page_builds_no_dataset(tmp_path, fresh_cache, monkeypatch):
     """Once the splits are on disk (as `gram data --build` or the warmer leaves them), a page reads them."""
-    from streamlit.testing.v1 import AppTest
-
     from app import testkit
 
     root = tmp_path / "ck"
@@ -242,25 +240,17 @@ def test_opening_a_page_builds_no_dataset(tmp_path, fresh_cache, monkeypatch):
     built = counting_builds(monkeypatch)
     monkeypatch.setenv("GRAM_CHECKPOINTS", str(root))
     monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
-    for page in ("tour", "recursion", "trajectories", "coverage", "selection"):
-        at = AppTest.from_file(testkit.MAIN, default_timeout=120)
-        if page != "tour":
-            at.switch_page(f"../pages/{page}.py")
-        at.query_params.update({"g_ckpt": "nqueens7-copy"})
-        at.run()
+    for page in (None, "recursion", "trajectories", "coverage", "selection"):
+        at = testkit.open_page(page, {"g_ckpt": "nqueens7-copy"})
         assert not at.exception, [e.message for e in at.exception]
     assert built == []
 
 
 OPEN_EVERY_PAGE = """
 import sys
-from streamlit.testing.v1 import AppTest
 from app import testkit
-for page in ("tour", "recursion", "trajectories", "coverage", "selection", "generation", "train"):
-    at = AppTest.from_file(testkit.MAIN, default_timeout=120)
-    if page != "tour":
-        at.switch_page(f"../pages/{page}.py")
-    at.run()
+for page in (None, "recursion", "trajectories", "coverage", "selection", "generation", "train"):
+    at = testkit.open_page(page)
     assert not at.exception, [e.message for e in at.exception]
 print(sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
 """
