@@ -206,12 +206,14 @@ def answer_labels(task, x: torch.Tensor, answers: torch.Tensor, known: list[str]
 
 
 def known_solutions(task_name: str, seed: int, x: torch.Tensor) -> list[str] | None:
-    """Every valid answer of x when x is one of the task's inputs (test or train split), else None."""
-    t = known_targets(task_name, seed, x)
+    """Every valid answer of x when x is one of the task's inputs (test or train split), else None. None for an
+    unconditional task too: its split's boards are a sample of the blank input's answers, not all of them."""
+    t = None if get_task(task_name).unconditional else known_targets(task_name, seed, x)
     return None if t is None else [get_task(task_name).format_output(y) for y in t]
 
 
 def known_targets(task_name: str, seed: int, x: torch.Tensor) -> list[torch.Tensor] | None:
+    """The targets x has in the task's data (for the blank input of an unconditional task: its split's boards)."""
     return _known(task_name, seed, tuple(int(v) for v in x.tolist()))
 
 

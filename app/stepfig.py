@@ -227,6 +227,9 @@ def recursion(task, x: np.ndarray, rec: dict, labels: list[str], active: int, ti
 
 
 # --- Trajectories: N trajectories in PCA, the picked one's board --------------------------------------
+LEGEND_ANSWERS = 8  # answers named one by one in the legend
+
+
 def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray, answer_labels: list[str],
                  pred: np.ndarray, probs: np.ndarray, pick: int, labels: list[str], active: int, dims: int = 2) -> dict:
     """coords (R, N, k) on fixed PCA axes; pred (R, S) and probs (R, S, V) of the picked trajectory."""
@@ -242,10 +245,15 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     for j in sorted(range(N), key=lambda j: (answer_labels[j] != "invalid", j)):
         if j != pick:
             ending.setdefault(answer_labels[j], []).append(j)
+    answers = {a for a in answer_labels if a != "invalid"}
+    # past a handful of answers (unconditional generation: every sample its own) a legend entry each is a wall of
+    # names; the legend then keeps "invalid" and the picked one's, and its title says what the colours mean
+    many = len(answers) > LEGEND_ANSWERS
     for lab, js in [*ending.items(), (answer_labels[pick], [pick])]:
         path = lambda k: [v for j in js for v in _r(coords[:, j, k]) + [None]]  # None: a break between trajectories
+        listed = not many or lab == "invalid" or js == [pick]
         t = {"type": "scatter3d" if three else "scatter", "mode": "lines", "name": lab, "legendgroup": lab,
-             "showlegend": lab not in shown, "opacity": 1.0 if js == [pick] else 0.5,
+             "showlegend": listed and lab not in shown, "opacity": 1.0 if js == [pick] else 0.5,
              "line": {"color": colors[js[0]], "width": 5 if js == [pick] else 1.6}, "x": path(0), "y": path(1),
              "customdata": [j for j in js for _ in range(R + 1)],
              "hovertemplate": f"trajectory %{{customdata}}: {lab}<extra></extra>"}
@@ -286,6 +294,8 @@ def trajectories(task, x: np.ndarray, coords: np.ndarray, explained: np.ndarray,
     first = dynamic(active)
     layout["showlegend"] = True
     layout["legend"] = {"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}
+    if many:
+        layout["legend"]["title"] = {"text": f"{len(answers)} distinct valid answers, one colour each:"}
     layout["annotations"] = [panel_title(f"trajectory {pick} (ends on {answer_labels[pick]})", (0.66, 1.0), 0.87)]
     layout.update(player(labels, steps, active))
     return {"data": data + first, "layout": layout,

@@ -53,7 +53,8 @@ found = Counter(t for t, v in zip(texts, valid) if v)
 
 m1, m2, m3 = st.columns(3)
 m1.metric("valid completions of this puzzle", len(known) if known else "unknown",
-          help=None if known else "The puzzle is not in the task's data, so the full answer set is not enumerated.")
+          help=None if known else "Every valid board: too many to enumerate." if task.unconditional else
+          "The puzzle is not in the task's data, so the full answer set is not enumerated.")
 m2.metric(f"distinct valid answers in {n} samples", len(found),
           delta=f"{100 * len(found) / len(known):.0f}% coverage" if known else None, delta_color="off")
 m3.metric("valid samples", f"{sum(valid)}/{n}")
@@ -93,7 +94,7 @@ with r:
                    "solve this puzzle. " + ("More samples or another puzzle may do better." if ck.source == "shipped"
                                             else "Train longer, or pick a shipped checkpoint."),
                    icon=":material/warning:")
-        targets = compute.known_targets(task.name, cfg.train.seed, x)
+        targets = compute.known_targets(task.name, cfg.train.seed, x) if known else None
         if targets:
             ui.chart(figures.board_grid(task, [t.numpy() for t in targets[:GALLERY]], None, given=x.numpy(), ncols=4,
                                         height_per_row=170, title=f"the {len(targets)} answers to find"), "cov_gallery")

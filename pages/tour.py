@@ -38,7 +38,7 @@ if ck is None:
     st.info(f"No {sel['mode']} checkpoint for {task.name} yet: the figures below need one. "
             "Pick another mode in the sidebar, upload one, or train one on the Train page.", icon=":material/info:")
 pres = state.presets(task.name)
-known = compute.known_solutions(task.name, split_seed, x) if not task.unconditional else None
+known = compute.known_solutions(task.name, split_seed, x)
 what = ("the blank input" if task.unconditional else pres[0]["name"] if pres else "a held-out puzzle")
 
 

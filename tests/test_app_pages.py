@@ -710,6 +710,26 @@ def test_an_unconditional_task_has_one_input_the_blank_one(monkeypatch, tmp_path
     assert guide_curves(testkit.figures(at)["rec_view"])  # the digit's guidance, per step
 
 
+def test_a_blank_inputs_answers_are_counted_not_named_one_by_one(monkeypatch, tmp_path):
+    """Unconditional Sudoku: every sample is its own board. Its split's boards are not the answer set ("28 of 64"),
+    and the legend names only the invalid and the picked trajectory's answers, under a title that counts them."""
+    from conftest import ROOT
+
+    monkeypatch.setenv("GRAM_CHECKPOINTS", str(ROOT / "checkpoints"))
+    monkeypatch.setenv("GRAM_APP_RUNS", str(tmp_path / "runs"))
+    at = open_page("trajectories", {"g_task": "sudoku_uncond", "traj_n": "16"})
+    clean(at)
+    distinct = next(m for m in at.metric if m.label == "distinct valid answers")
+    assert " of " not in distinct.value
+    fig = testkit.figures(at)["traj_view"]
+    lines = [t for t in fig["data"] if t.get("mode") == "lines"]
+    answers = {t["name"] for t in lines} - {"invalid"}
+    assert len(answers) > 8  # else the legend may name them all
+    picked = lines[-1]["name"]  # the picked trajectory is drawn last, on top
+    assert {t["name"] for t in lines if t["showlegend"]} == {"invalid", picked} & {t["name"] for t in lines}
+    assert fig["layout"]["legend"]["title"]["text"].startswith(f"{int(distinct.value)} distinct valid answers")
+
+
 def test_figures_no_page_opens_on_are_valid_plotly():
     """The Train page's curves and the bars drawn after a click are dicts too: checked against the schema here."""
     import plotly.graph_objects as go
