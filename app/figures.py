@@ -617,7 +617,7 @@ def _smooth(y: list, k: int = 9) -> list:
 
 # --- commitment ---------------------------------------------------------------------------------------
 def flow_bands(flow: dict, step_names: list[str], title: str, height: int = 380) -> Spec:
-    """gram.analysis.answer_flow as a Sankey diagram drawn with scatter traces (the app's cartesian bundle has no
+    """gram.analysis.answer_flow as a Sankey diagram drawn with scatter traces (the app's plotly.js bundle has no
     Sankey): a column per record point, a bar per answer there as tall as its trajectories, and a band per link
     as thick as the trajectories that move along it. Every column stacks its answers in the last column's order
     (most trajectories first; answers gone by then below), and a bar's bands leave in the order of where they

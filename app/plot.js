@@ -1,5 +1,6 @@
-// A Plotly figure drawn by plotly.js's cartesian bundle (app/static, 1.5 MB) instead of st.plotly_chart's full
-// one (4.7 MB): the browser evaluates a third of the code before the first chart (docs/recipe.md). Loaded once
+// A Plotly figure drawn by the app's plotly.js bundle (app/static, 1.3 MB: core and the four trace types the app
+// draws, built by scripts/plotly) instead of st.plotly_chart's full one (4.7 MB): the browser evaluates a fraction
+// of the code before the first chart (docs/recipe.md). Loaded once
 // per page; the figure's frames step in the browser (below), and with `clicks` a click on a point
 // sets the component's "selection" state ({points: [...]}, as st.plotly_chart's selection), which reruns the page.
 function plotly(bundle) {

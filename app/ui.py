@@ -22,11 +22,10 @@ PAGES = {}  # filled by app/main.py: name -> st.Page
 CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines",
                                                          "sendChartToCloud"]}
 FORMATS = {"png": "PNG", "svg": "SVG"}  # Plotly.js draws both in the browser: no kaleido, no server round trip
-# the trace types of plotly.js's cartesian bundle, which app/plot.js draws with; a figure with others (a Sankey
-# diagram, 3-D) is st.plotly_chart's, with its full bundle
-CARTESIAN = {"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie",
-             "scatter", "scatterternary", "violin"}
-BUNDLE = "app/static/plotly-cartesian-4.1.1.min.js"  # its URL below the server's base path
+# the trace types of the app's plotly.js bundle (scripts/plotly), which app/plot.js draws with; a figure with
+# others (3-D) is st.plotly_chart's, with its full bundle
+TRACES = {"bar", "heatmap", "image", "scatter"}
+BUNDLE = "app/static/plotly-gram-4.1.1.min.js"  # its URL below the server's base path
 PLOT = st.components.v2.component("gram_plot", js=(Path(__file__).parent / "plot.js").read_text(), isolate_styles=False)
 
 
@@ -210,12 +209,12 @@ def config(key: str) -> dict:
 
 def chart(fig, key: str, clicks: bool = False):
     """A figure with the house settings (the toolbar's camera saves it for a slide), drawn by app/plot.js with the
-    cartesian bundle where it can be, else by st.plotly_chart. The bundle comes from the app's static files, which
+    app's plotly.js bundle where it can be, else by st.plotly_chart. The bundle comes from the app's static files, which
     .streamlit/config.toml serves. clicks: a click on a point reruns the page with it in the returned selection
     (`result["selection"]["points"]`, also in st.session_state[key])."""
     spec = fig.to_dict()
     if not st.get_option("server.enableStaticServing") or \
-            any(t.get("type", "scatter") not in CARTESIAN for t in spec.get("data", [])):
+            any(t.get("type", "scatter") not in TRACES for t in spec.get("data", [])):
         kw = {"on_select": "rerun", "selection_mode": "points"} if clicks else {}
         return st.plotly_chart(fig, key=key, config=config(key), **kw)
     # as JSON bytes: a dict would be serialised twice (once sorted, for the element's identity), and anything

@@ -41,7 +41,7 @@ new MutationObserver(() => {
 }).observe(document, {subtree: true, childList: true});
 """.replace("CHARTS", repr(bench_app.CHARTS))
 READ = """() => ({...window.__t, chunk: Math.max(0, ...performance.getEntriesByType('resource')
-    .filter(r => r.name.includes('PlotlyChart') || r.name.includes('plotly-cartesian')).map(r => r.responseEnd))})"""
+    .filter(r => r.name.includes('PlotlyChart') || r.name.includes('plotly-gram')).map(r => r.responseEnd))})"""
 
 
 def timeline(ctx, url: str) -> str:

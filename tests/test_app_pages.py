@@ -149,8 +149,8 @@ def test_every_figure_is_valid_plotly(env):
             go.Figure(spec)  # raises on an unknown property or a bad value
 
 
-def test_figures_draw_with_the_cartesian_bundle_unless_they_need_more(env):
-    """ui.chart draws a figure with app/plot.js (plotly.js's cartesian bundle, served from app/static) wherever it
+def test_figures_draw_with_the_apps_bundle_unless_they_need_more(env):
+    """ui.chart draws a figure with app/plot.js (the app's plotly.js bundle, served from app/static) wherever it
     can, and with st.plotly_chart where the figure needs the full bundle (3-D)."""
     from app import ui
 
@@ -162,7 +162,7 @@ def test_figures_draw_with_the_cartesian_bundle_unless_they_need_more(env):
     widget(at, "radio", "traj_dims").set_value(3).run()
     assert by_plotly_chart(at) == {"traj_view3"}
     bundle = (Path(ui.__file__).parent.parent / ui.BUNDLE).read_text()  # what the static files serve
-    assert ui.CARTESIAN == set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle))
+    assert ui.TRACES == set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle))
 
 
 def test_answer_flow_bands_are_as_thick_as_the_trajectories_along_them():
