@@ -101,6 +101,28 @@ function stepper(gd) {
   return show;
 }
 
+// A figure seen before, at the same width, is drawn with the margins automargin fitted it to then, and margin
+// expansion off: the same drawing in one pass, where automargin draws, measures the labels and draws again (on
+// Trajectories' figures half their time). Fitting again from its own fitted margins would push a few px further
+// each time (docs/recipe.md), hence expansion off, not automargin from them.
+const MARGINS = "gram-margins", KEPT = 256;
+function digest(text) {  // FNV-1a, 32 bits
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(36);
+}
+function storedMargins() {
+  try { return JSON.parse(window.localStorage.getItem(MARGINS)) || {}; } catch (e) { return {}; }
+}
+function keepMargins(key, size) {
+  const all = storedMargins();
+  delete all[key];  // re-inserted last: the oldest go first
+  all[key] = { l: size.l, r: size.r, t: size.t, b: size.b };
+  const keys = Object.keys(all);
+  keys.slice(0, Math.max(0, keys.length - KEPT)).forEach((k) => delete all[k]);
+  try { window.localStorage.setItem(MARGINS, JSON.stringify(all)); } catch (e) { /* full or off: draw as before */ }
+}
+
 const PLAYER_CSS = `
 .gram-wrap { position: relative; }
 .gram-player { position: absolute; left: 10px; right: 10px; bottom: 8px; display: flex; align-items: flex-end; gap: 6px;
@@ -165,13 +187,17 @@ export default function (component) {
     parentElement.appendChild(wrap);
   }
   const width = () => Math.max(200, parentElement.clientWidth || gd.clientWidth || 700);
-  const { figure, config, clicks, bundle } = JSON.parse(new TextDecoder().decode(data));  // JSON bytes (ui.chart)
+  const text = new TextDecoder().decode(data);  // JSON bytes (ui.chart)
+  const { figure, config, clicks, bundle } = JSON.parse(text);
   plotly(bundle).then((P) => {
     gd._gramPlotly = P;  // the benchmark steps the figure with the instance that drew it
     gd._gramSelect = setStateValue;
     const frames = figure.frames || [];
     const { layout, spec } = frames.length ? ownStepping(figure.layout) : { layout: figure.layout, spec: null };
-    return P.react(gd, { data: figure.data, layout: { ...layout, width: width() }, frames, config }).then(() => {
+    const w = width(), key = `${digest(text)}@${w}`, seen = storedMargins()[key];
+    const lay = { ...layout, width: w, ...(seen ? { margin: { ...layout.margin, ...seen, autoexpand: false } } : {}) };
+    return P.react(gd, { data: figure.data, layout: lay, frames, config }).then(() => {
+      if (!seen && gd._fullLayout && gd._fullLayout._size) keepMargins(key, gd._fullLayout._size);
       setFrames(gd, frames);
       if (spec) {
         if (!gd._gramStep) gd._gramStep = stepper(gd);  // the benchmark steps with it too

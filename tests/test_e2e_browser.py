@@ -143,6 +143,31 @@ def test_the_pages_own_stepping_draws_what_plotly_animate_would(server, chromium
     page.close()
 
 
+SIZES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+  const s = gd._fullLayout._size;
+  return {size: [s.l, s.r, s.t, s.b, s.w, s.h].map(v => Math.round(v * 100) / 100),
+          autoexpand: gd._fullLayout.margin.autoexpand};
+})"""
+
+
+def test_a_figure_seen_before_is_drawn_with_the_margins_it_was_fitted_to(server, chromium):
+    """app/plot.js keeps the margins automargin fitted a figure to; a new tab on the same view draws each figure
+    with them, margin expansion off (one pass instead of two), and so at exactly the same size as before."""
+    ctx = chromium.new_context(viewport={"width": 1500, "height": 1000})
+    drawn = []
+    for _ in range(2):
+        page = ctx.new_page()
+        page.goto(server.url + "/trajectories")
+        testkit.wait_rendered(page, charts=5)  # all of the page's figures
+        drawn.append(page.evaluate(SIZES))
+        page.close()
+    first, again = drawn
+    assert len(first) == len(again) == 5
+    assert all(f["autoexpand"] for f in first) and not any(a["autoexpand"] for a in again)
+    assert [f["size"] for f in first] == [a["size"] for a in again]
+    ctx.close()
+
+
 def test_short_training_from_the_train_page(server, chromium, shots):
     page, _ = new_page(chromium)
     page.goto(f"{server.url}/train")
