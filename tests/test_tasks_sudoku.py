@@ -89,8 +89,10 @@ def test_hard_puzzles_in_the_stream_and_reported_apart():
     assert not any(k.startswith("puzzles_") for k in metrics(uncond, SampleSet.of(uncond, blank, blank.targets[None, :2])))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(30, 64))
+# at most 59 blanks (22 givens, the deepest the generator digs): with fewer givens, proving that a wrong digit has no
+# solution can take the reference solver minutes; derandomized, so every run checks the same puzzles in the same time
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(0, 2**31 - 1), st.integers(30, 59))
 def test_bitboard_uniqueness_test_agrees_with_the_solver(seed, blanks):
     rng = random.Random(seed)
     solution, cells = draw_grid(rng)
