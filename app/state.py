@@ -297,23 +297,3 @@ def partner(task: str, mode: str, exclude: str | None = None) -> Ckpt | None:
         if c.mode == mode and c.path != exclude:
             return c
     return None
-
-
-@st.cache_resource(show_spinner=False)
-def start_warmer():
-    """Once per server: `python -m app.warm` in the background at the lowest CPU priority, so the default
-    views of the shipped checkpoints are on disk before they are asked for. GRAM_WARM=0 turns it off (tests)."""
-    import atexit
-    import subprocess
-    import sys
-
-    if os.environ.get("GRAM_WARM", "1") == "0":
-        return None
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "app.warm", "--quiet", "--checkpoints", str(checkpoints_root())],
-                                cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=lambda: os.nice(19))
-    except OSError:
-        return None
-    atexit.register(proc.terminate)
-    return proc

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 TINY = ["D=32", "n_layers=1", "batch=8", "steps=3", "n_sup=2", "eval_samples=8"]
-MAIN = str(Path(__file__).resolve().parent / "main.py")
+MAIN = str(Path(__file__).resolve().parent / "main.py")  # the server: `streamlit run` it
+SCRIPT = str(Path(__file__).resolve().parent / "explorer.py")  # the script it serves: AppTest runs it
 
 
 def make_checkpoint(directory: str | Path, task: str = "nqueens7", mode: str = "gram", extra: list[str] | None = None) -> Path:
@@ -24,7 +25,7 @@ def open_page(page: str | None = None, params: dict | None = None, timeout: floa
     /<page>?... does), with `params` as the link's query."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    at = AppTest.from_file(SCRIPT, default_timeout=timeout)
     if params:
         at.query_params.update(params)
     if page:

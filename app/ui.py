@@ -17,7 +17,7 @@ import torch
 from app import compute, figures, state, views
 from app.compute import UserError
 
-PAGES = {}  # filled by app/main.py: name -> st.Page
+PAGES = {}  # filled by app/explorer.py: name -> st.Page
 # every figure's toolbar: hover tools off, the camera on; it saves in the format the page header sets
 CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines",
                                                          "sendChartToCloud"]}
@@ -271,7 +271,8 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
     pres = state.presets(task.name)
     sources = (["preset"] if pres else []) + ["random test puzzle", "type one"] + \
         (["click to edit"] if task.board in EDITABLE else [])
-    src = st.segmented_control("Puzzle", sources, key=state_key(prefix, "src", sources[0], valid=lambda v: v in sources),
+    src = st.segmented_control("Puzzle", sources, format_func=SOURCE_LABELS.get,
+                               key=state_key(prefix, "src", sources[0], valid=lambda v: v in sources),
                                label_visibility="collapsed") or sources[0]
     if src == "preset":
         names = [p["name"] for p in pres]
@@ -299,6 +300,8 @@ def puzzle_picker(task, seed: int, prefix: str, split_seed: int = 0) -> torch.Te
 
 
 EDITABLE = ("queens", "sudoku", "graph")
+# short enough for the four to fit a third of a wide page; the values stay what links hold
+SOURCE_LABELS = {"preset": "preset", "random test puzzle": "random", "type one": "type", "click to edit": "edit"}
 
 
 def board_editor(task, prefix: str, start: torch.Tensor) -> torch.Tensor | None:

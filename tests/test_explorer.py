@@ -197,6 +197,30 @@ def test_the_warmer_makes_every_default_view_its_pca_and_spread(tiny_copy, fresh
     assert views.warm([str(tiny_copy)], log=lambda _: None) == 0  # all on disk: nothing computed
 
 
+def test_the_server_warms_the_views_at_start_before_any_visitor(tiny_copy, fresh_cache):
+    import time
+
+    from app import testkit, views
+
+    path = str(tiny_copy)
+
+    def made() -> bool:
+        return all(views.on_disk("batch", path, views.batch_args(**args)) if page == "selection" else
+                   views.on_disk("trace", path, views.trace_args(**args)) for page, args in views.default_views(path))
+
+    env = {"GRAM_WARM": "1", "GRAM_CHECKPOINTS": str(tiny_copy.parent), "GRAM_CACHE": str(fresh_cache)}
+    assert not made()
+    with testkit.Server(env) as srv:
+        srv.wait_healthy(120)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not made():
+            time.sleep(0.5)
+        srv.log.seek(0)
+        log = srv.log.read()
+    assert made(), log
+    assert "Traceback" not in log, log
+
+
 def _hand_trace(h: torch.Tensor, sup, trans) -> Trace:
     R, B = h.shape[:2]
     z = torch.zeros(R, B)
