@@ -6,6 +6,9 @@ start and while the server already answers:
   visitor waits for them, since a classic `streamlit run` runs nothing of the app before a session does;
 - `python -m app.warm` at the lowest CPU priority, which puts the default view of every page for every shipped
   checkpoint on disk before it is asked for (app.views). GRAM_WARM=0 turns it off (tests, benchmarks).
+
+/_stcore/health answers as soon as the server listens; READY_PATH answers 200 once the imports are done (503
+before): a server started is healthy, a server ready opens every page without waiting for an import.
 """
 from __future__ import annotations
 
@@ -17,13 +20,23 @@ import threading
 from pathlib import Path
 
 import streamlit as st
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
+READY_PATH = "/gram/ready"
+_imported = threading.Event()
 
 
 def _import_pages() -> None:
     from app import compute, figures, stepfig, training, ui, views  # noqa: F401
     from gram import analysis, cards, tasks  # noqa: F401
+
+    _imported.set()
+
+
+async def _ready(_request) -> PlainTextResponse:
+    return PlainTextResponse("ok") if _imported.is_set() else PlainTextResponse("importing", status_code=503)
 
 
 def _start_warmer() -> subprocess.Popen | None:
@@ -50,4 +63,4 @@ async def lifespan(_app):
             warmer.terminate()
 
 
-app = st.App(HERE / "explorer.py", lifespan=lifespan)
+app = st.App(HERE / "explorer.py", lifespan=lifespan, routes=[Route(READY_PATH, _ready)])

@@ -104,6 +104,7 @@ def free_port() -> int:
 class Server:
     """`streamlit run app/main.py` on a free localhost port; a context manager that always stops it."""
 
+    READY = "/gram/ready"  # app/main.py's READY_PATH
     def __init__(self, env: dict | None = None, port: int | None = None, main: str = MAIN, cwd: str | None = None):
         self.port = port or free_port()
         self.env = env or {}
@@ -135,7 +136,9 @@ class Server:
                                      stderr=subprocess.STDOUT, text=True)
         return self
 
-    def wait_healthy(self, timeout: float = 60) -> float:
+    def wait_healthy(self, timeout: float = 60, path: str = "/_stcore/health") -> float:
+        """Seconds from launch until `path` answers 200: the server listens (health) or, with READY, has done the
+        imports every page needs."""
         import time
         import urllib.request
 
@@ -145,12 +148,12 @@ class Server:
                 self.log.seek(0)
                 raise RuntimeError(f"streamlit exited: {self.log.read()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=1) as r:
+                with urllib.request.urlopen(self.url + path, timeout=1) as r:
                     if r.status == 200:
                         return time.perf_counter() - self.started
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError("streamlit did not become healthy")
+        raise TimeoutError(f"streamlit did not answer {path}")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -197,7 +197,7 @@ def test_the_warmer_makes_every_default_view_its_pca_and_spread(tiny_copy, fresh
     assert views.warm([str(tiny_copy)], log=lambda _: None) == 0  # all on disk: nothing computed
 
 
-def test_the_server_warms_the_views_at_start_before_any_visitor(tiny_copy, fresh_cache):
+def test_the_server_gets_ready_and_warms_the_views_at_start_before_any_visitor(tiny_copy, fresh_cache):
     import time
 
     from app import testkit, views
@@ -211,7 +211,7 @@ def test_the_server_warms_the_views_at_start_before_any_visitor(tiny_copy, fresh
     env = {"GRAM_WARM": "1", "GRAM_CHECKPOINTS": str(tiny_copy.parent), "GRAM_CACHE": str(fresh_cache)}
     assert not made()
     with testkit.Server(env) as srv:
-        srv.wait_healthy(120)
+        srv.wait_healthy(120, path=srv.READY)  # times out unless it answers, once it has imported what pages need
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not made():
             time.sleep(0.5)
