@@ -12,6 +12,7 @@ function plotly(bundle) {
       s.onload = () => {
         const P = window.Plotly;
         if (before) window.Plotly = before;
+        lazyArrayAttributes(P);
         resolve(P);
       };
       s.onerror = () => { window.__gramPlotly = null; reject(new Error(`could not load ${bundle}`)); };
@@ -19,6 +20,24 @@ function plotly(bundle) {
     });
   }
   return window.__gramPlotly;
+}
+
+// Every calc (each step's restyle included) crawls every trace's attribute schema for the names of its array
+// attributes, which only hover and click event data read (plotly.js's fx appendArrayPointValue): ~1 ms a trace,
+// 13-23 ms of a step on Recursion and Trajectories (docs/recipe.md). The crawl is made when first read instead.
+function lazyArrayAttributes(P) {
+  const schema = P && P.PlotSchema, find = schema && schema.findArrayAttributes;
+  if (typeof find !== "function" || find._gramLazy) return;
+  const lazy = (trace) => {
+    let names = null;
+    const real = () => names || (names = find(trace));
+    return new Proxy([], {
+      get: (_, k) => { const a = real(), v = a[k]; return typeof v === "function" ? v.bind(a) : v; },
+      has: (_, k) => k in real(),
+    });
+  };
+  lazy._gramLazy = true;
+  schema.findArrayAttributes = lazy;
 }
 
 // Stepping. The figure's slider and play/pause buttons name its frames for Plotly.animate (st.plotly_chart runs
