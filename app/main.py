@@ -7,11 +7,13 @@ start and while the server already answers:
 - `python -m app.warm` at the lowest CPU priority, which puts the default view of every page for every shipped
   checkpoint on disk before it is asked for (app.views). GRAM_WARM=0 turns it off (tests, benchmarks).
 
-/_stcore/health answers as soon as the server listens; READY_PATH answers 200 once the imports are done (503
-before): a server started is healthy, a server ready opens every page without waiting for an import.
+/_stcore/health answers as soon as the server listens; READY_PATH answers "ok" once the imports are done (503
+before, 500 with the error if one failed): a server started is healthy, a server ready opens every page without
+waiting for an import.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import subprocess
@@ -26,17 +28,24 @@ from starlette.routing import Route
 HERE = Path(__file__).resolve().parent
 READY_PATH = "/gram/ready"
 _imported = threading.Event()
+_import_error: list[str] = []  # what stopped the imports: a page then meets the same error, in its own words
 
 
 def _import_pages() -> None:
-    from app import compute, figures, stepfig, training, ui, views  # noqa: F401
-    from gram import analysis, cards, tasks  # noqa: F401
-
+    try:
+        from app import compute, figures, stepfig, training, ui, views  # noqa: F401
+        from gram import analysis, cards, tasks  # noqa: F401
+    except Exception as e:  # noqa: BLE001 (any of them: the route below says which)
+        _import_error.append(f"{type(e).__name__}: {e}")
     _imported.set()
 
 
 async def _ready(_request) -> PlainTextResponse:
-    return PlainTextResponse("ok") if _imported.is_set() else PlainTextResponse("importing", status_code=503)
+    if not _imported.is_set():
+        return PlainTextResponse("importing", status_code=503)
+    if _import_error:
+        return PlainTextResponse(f"the pages' imports failed: {_import_error[0]}", status_code=500)
+    return PlainTextResponse("ok")
 
 
 def _start_warmer() -> subprocess.Popen | None:
@@ -45,17 +54,19 @@ def _start_warmer() -> subprocess.Popen | None:
     from app.state import checkpoints_root
 
     try:
-        return subprocess.Popen([sys.executable, "-m", "app.warm", "--quiet", "--checkpoints", str(checkpoints_root())],
+        proc = subprocess.Popen([sys.executable, "-m", "app.warm", "--quiet", "--checkpoints", str(checkpoints_root())],
                                 cwd=str(HERE.parent), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=lambda: os.nice(19))
     except OSError:  # the views are then made as they are asked for
         return None
+    atexit.register(proc.terminate)  # also where uvicorn exits without its lifespan's shutdown (a forced exit)
+    return proc
 
 
 @contextlib.asynccontextmanager
 async def lifespan(_app):
+    warmer = _start_warmer()  # forked before the import thread starts (preexec_fn in a threaded process is unsafe)
     threading.Thread(target=_import_pages, name="gram-imports", daemon=True).start()
-    warmer = _start_warmer()
     try:
         yield
     finally:

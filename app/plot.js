@@ -23,8 +23,9 @@ function plotly(bundle) {
 }
 
 // Every calc (each step's restyle included) crawls every trace's attribute schema for the names of its array
-// attributes, which only hover and click event data read (plotly.js's fx appendArrayPointValue): ~1 ms a trace,
-// 13-23 ms of a step on Recursion and Trajectories (docs/recipe.md). The crawl is made when first read instead.
+// attributes (`_arrayAttrs`), which event data (hover, click, selection) and texttemplate drawing read, none of
+// them on a step here: ~1 ms a trace, 13-23 ms of a step on Recursion and Trajectories (docs/recipe.md). The
+// crawl is made when first read instead.
 function lazyArrayAttributes(P) {
   const schema = P && P.PlotSchema, find = schema && schema.findArrayAttributes;
   if (typeof find !== "function" || find._gramLazy) return;
@@ -34,6 +35,8 @@ function lazyArrayAttributes(P) {
     return new Proxy([], {
       get: (_, k) => { const a = real(), v = a[k]; return typeof v === "function" ? v.bind(a) : v; },
       has: (_, k) => k in real(),
+      ownKeys: () => Reflect.ownKeys(real()),
+      getOwnPropertyDescriptor: (_, k) => Reflect.getOwnPropertyDescriptor(real(), k),
     });
   };
   lazy._gramLazy = true;

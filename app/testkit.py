@@ -137,7 +137,7 @@ class Server:
         return self
 
     def wait_healthy(self, timeout: float = 60, path: str = "/_stcore/health") -> float:
-        """Seconds from launch until `path` answers 200: the server listens (health) or, with READY, has done the
+        """Seconds from launch until `path` answers "ok": the server listens (health) or, with READY, has done the
         imports every page needs."""
         import time
         import urllib.request
@@ -149,11 +149,14 @@ class Server:
                 raise RuntimeError(f"streamlit exited: {self.log.read()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + path, timeout=1) as r:
-                    if r.status == 200:
+                    # "ok", not just 200: Streamlit answers an unknown path with its index.html
+                    if r.status == 200 and r.read().strip() == b"ok":
                         return time.perf_counter() - self.started
             except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"streamlit did not answer {path}")
+                pass
+            time.sleep(0.1)
+        self.log.seek(0)
+        raise TimeoutError(f"streamlit did not answer {path} with ok: {self.log.read()[-2000:]}")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

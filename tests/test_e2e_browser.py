@@ -161,9 +161,9 @@ LAZY_ARRAY_ATTRIBUTES = """async () => {
 
 
 def test_a_step_crawls_no_trace_schema_and_hover_data_keeps_its_array_values(server, chromium):
-    """plotly.js crawls every trace's attribute schema on every calc for names only hover and click event data
-    read; app/plot.js makes that crawl when first read (a step on Recursion saves 13-23 ms), and a hover's event
-    data still carries the point's array values."""
+    """plotly.js crawls every trace's attribute schema on every calc for names that event data (and texttemplate
+    drawing, which the app does not use) read; app/plot.js makes that crawl when first read (a step on Recursion
+    saves 13-23 ms), and a hover's event data still carries the point's array values."""
     page, errors = new_page(chromium)
     page.goto(f"{server.url}/recursion?rec_depth=8")
     testkit.wait_rendered(page, charts=1)

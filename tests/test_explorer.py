@@ -211,7 +211,7 @@ def test_the_server_gets_ready_and_warms_the_views_at_start_before_any_visitor(t
     env = {"GRAM_WARM": "1", "GRAM_CHECKPOINTS": str(tiny_copy.parent), "GRAM_CACHE": str(fresh_cache)}
     assert not made()
     with testkit.Server(env) as srv:
-        srv.wait_healthy(120, path=srv.READY)  # times out unless it answers, once it has imported what pages need
+        srv.wait_healthy(120, path=srv.READY)  # times out unless the route answers ok (the imports done)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not made():
             time.sleep(0.5)
