@@ -12,7 +12,7 @@ function plotly(bundle) {
       s.onload = () => {
         const P = window.Plotly;
         if (before) window.Plotly = before;
-        lazyArrayAttributes(P);
+        lazyArrayAttributes(P.PlotSchema);  // once: the bundle loads once per page
         resolve(P);
       };
       s.onerror = () => { window.__gramPlotly = null; reject(new Error(`could not load ${bundle}`)); };
@@ -26,10 +26,9 @@ function plotly(bundle) {
 // attributes (`_arrayAttrs`), which event data (hover, click, selection) and texttemplate drawing read, none of
 // them on a step here: ~1 ms a trace, 13-23 ms of a step on Recursion and Trajectories (docs/recipe.md). The
 // crawl is made when first read instead.
-function lazyArrayAttributes(P) {
-  const schema = P && P.PlotSchema, find = schema && schema.findArrayAttributes;
-  if (typeof find !== "function" || find._gramLazy) return;
-  const lazy = (trace) => {
+function lazyArrayAttributes(schema) {
+  const find = schema.findArrayAttributes;
+  schema.findArrayAttributes = (trace) => {
     let names = null;
     const real = () => names || (names = find(trace));
     return new Proxy([], {
@@ -39,8 +38,6 @@ function lazyArrayAttributes(P) {
       getOwnPropertyDescriptor: (_, k) => Reflect.getOwnPropertyDescriptor(real(), k),
     });
   };
-  lazy._gramLazy = true;
-  schema.findArrayAttributes = lazy;
 }
 
 // Stepping. The figure's slider and play/pause buttons name its frames for Plotly.animate (st.plotly_chart runs
